@@ -1,0 +1,160 @@
+"""Runs the contract graph against its checkpointer.
+
+PostgresSaver holds an instance lock around every database call, so one saver shared
+by a process serialises all runs; each OS thread gets its own saver and connection
+instead. The checkpointer lives in the same PostgreSQL database as Django (its own
+autocommit connection), or in a SQLite file on the embedded default.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connections
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.postgres import PostgresSaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
+from psycopg.rows import dict_row
+
+from contracts.graph.builder import contract_graph_build
+from contracts.graph.nodes import NODE_KINDS
+
+# Django-only OPTIONS keys that psycopg.connect() does not understand.
+_DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "assume_role", "pool"}
+
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class PendingInterrupt:
+    id: str
+    kind: str
+    payload: dict
+    response_schema: dict | None
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    exists: bool
+    values: dict[str, Any] = field(default_factory=dict)
+    pending: list[PendingInterrupt] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.exists and not self.pending and "human_decision" in self.values
+
+
+def postgres_connect() -> psycopg.Connection:
+    """A connection as PostgresSaver requires: autocommit, dict rows, and no prepared
+    statements (a transaction pooler may sit in between)."""
+    db = connections["default"].settings_dict
+    options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if k not in _DJANGO_ONLY_OPTIONS}
+    params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
+              "host": db.get("HOST") or None, "port": db.get("PORT") or None, **options}
+    params = {k: v for k, v in params.items() if v is not None}
+    return psycopg.connect(autocommit=True, prepare_threshold=0, row_factory=dict_row, **params)
+
+
+def _identity() -> tuple[str, str]:
+    """Which database the current settings point at; tests switch to a test database."""
+    db = connections["default"].settings_dict
+    if connections["default"].vendor == "postgresql":
+        return ("postgresql", f"{db.get('HOST')}:{db.get('PORT')}/{db['NAME']}")
+    return ("sqlite", str(settings.CHECKPOINT_SQLITE_PATH))
+
+
+def _saver_new(identity: tuple[str, str]) -> tuple[BaseCheckpointSaver, Any]:
+    vendor, location = identity
+    if vendor == "postgresql":
+        conn = postgres_connect()
+        return PostgresSaver(conn), conn
+    Path(location).parent.mkdir(parents=True, exist_ok=True)
+    # SqliteSaver locks around its own calls; check_same_thread=False is what it expects.
+    conn = sqlite3.connect(location, check_same_thread=False, timeout=20)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return SqliteSaver(conn), conn
+
+
+def _usable(conn: Any) -> bool:
+    if isinstance(conn, psycopg.Connection):
+        return not conn.closed and not conn.broken
+    return True
+
+
+def contract_graph() -> CompiledStateGraph:
+    """This thread's compiled graph, bound to this thread's own saver."""
+    identity = _identity()
+    cached = getattr(_local, "cached", None)
+    if cached is not None and cached[0] == identity and _usable(cached[2]):
+        return cached[1]
+    if cached is not None:
+        contract_graph_close()
+    saver, conn = _saver_new(identity)
+    graph = contract_graph_build(saver)
+    _local.cached = (identity, graph, conn)
+    return graph
+
+
+def contract_graph_close() -> None:
+    cached = getattr(_local, "cached", None)
+    _local.cached = None
+    if cached is not None:
+        try:
+            cached[2].close()
+        except Exception:  # closing a broken connection may itself fail; nothing to keep
+            pass
+
+
+def checkpointer_setup() -> None:
+    """Create the checkpointer's tables (idempotent). PostgresSaver.setup() uses
+    CREATE INDEX CONCURRENTLY, so it runs on its own autocommit connection."""
+    if connections["default"].vendor == "postgresql":
+        with postgres_connect() as conn:
+            PostgresSaver(conn).setup()
+    else:
+        saver, conn = _saver_new(_identity())
+        try:
+            saver.setup()
+        finally:
+            conn.close()
+
+
+def _config(thread_id: str) -> dict:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def thread_snapshot(thread_id: str) -> RunSnapshot:
+    state = contract_graph().get_state(_config(thread_id))
+    if not state.created_at:
+        return RunSnapshot(exists=False)
+    pending = [
+        PendingInterrupt(
+            id=item.id,
+            kind=NODE_KINDS[task.name],
+            payload=item.value,
+            response_schema=getattr(item, "response_schema", None),
+        )
+        for task in state.tasks
+        for item in task.interrupts
+    ]
+    return RunSnapshot(exists=True, values=dict(state.values), pending=pending)
+
+
+def thread_start(thread_id: str, initial_state: dict) -> RunSnapshot:
+    contract_graph().invoke(initial_state, _config(thread_id))
+    return thread_snapshot(thread_id)
+
+
+def thread_resume(thread_id: str, answers: dict[str, dict]) -> RunSnapshot:
+    """Answer pending interrupts by id. Always a map, never a bare value: with several
+    pending, a bare value could be routed to the wrong one."""
+    contract_graph().invoke(Command(resume=answers), _config(thread_id))
+    return thread_snapshot(thread_id)

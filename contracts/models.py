@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from tenants.models import TenantOwned
+
+
+class ContractStatus(models.TextChoices):
+    SUBMITTED = "submitted"  # saved, its first run is queued
+    RUNNING = "running"  # only while a worker holds the run lease for the first step
+    WAITING_FOR_REVIEW = "waiting_for_review"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    AMENDED = "amended"
+    AUTO_APPROVED = "auto_approved"
+    CANCELLED = "cancelled"
+    FAILED = "failed"  # the last run raised; recovery re-drives it
+
+
+FINAL_STATUSES = frozenset(
+    {ContractStatus.APPROVED, ContractStatus.REJECTED, ContractStatus.AMENDED, ContractStatus.AUTO_APPROVED, ContractStatus.CANCELLED}
+)
+
+
+class Contract(TenantOwned):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    title = models.CharField(max_length=200)
+    text = models.TextField()
+    # "<tenant-uuid>:contract:<contract-uuid>": a thread id names its tenant, so a
+    # guessed id can never be resolved through another tenant.
+    thread_id = models.CharField(max_length=120, editable=False)
+    status = models.CharField(max_length=24, choices=ContractStatus.choices, default=ContractStatus.SUBMITTED)
+    risk_score = models.FloatField(null=True, blank=True)
+    findings = models.JSONField(default=list, blank=True)
+    payments = models.JSONField(default=list, blank=True)
+    amendments = models.JSONField(default=list, blank=True)
+    amended_text = models.TextField(blank=True)
+    decision_history = models.JSONField(default=list, blank=True)
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    # Run lease: the worker currently driving this thread. One holder at a time is what
+    # keeps two workers from running the same thread; it expires so a crashed worker's
+    # lease can be taken over by recovery.
+    run_lease_owner = models.CharField(max_length=32, blank=True)
+    run_lease_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "thread_id"], name="contract_thread_per_tenant"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "status", "-created_at"], name="contract_tenant_status"),
+            models.Index(fields=["tenant", "-created_at"], name="contract_tenant_created"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @staticmethod
+    def thread_id_for(tenant_id: uuid.UUID, contract_id: uuid.UUID) -> str:
+        return f"{tenant_id}:contract:{contract_id}"
+
+    @property
+    def run_state(self) -> str:
+        if self.status in FINAL_STATUSES:
+            return "completed"
+        if self.status == ContractStatus.WAITING_FOR_REVIEW:
+            return "waiting_for_review"
+        if self.status == ContractStatus.FAILED:
+            return "failed"
+        return "running"

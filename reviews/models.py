@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from tenants.models import TenantOwned
+
+
+class ReviewKind(models.TextChoices):
+    LEGAL = "legal"
+    FINANCE = "finance"
+    SIGNOFF = "signoff", "Sign-off"
+
+
+class ReviewStatus(models.TextChoices):
+    PENDING = "pending"
+    RESOLVED = "resolved"
+    CANCELLED = "cancelled"
+
+
+class ReviewTask(TenantOwned):
+    """One pending `interrupt()` of one thread, waiting for a human."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    contract = models.ForeignKey("contracts.Contract", on_delete=models.CASCADE, related_name="review_tasks")
+    thread_id = models.CharField(max_length=120)
+    interrupt_id = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=ReviewKind.choices)
+    payload = models.JSONField()
+    response_schema = models.JSONField(null=True, blank=True)
+    risk_score = models.FloatField(default=0.0)
+    status = models.CharField(max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING)
+    decision = models.JSONField(null=True, blank=True)
+    decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # Set when the graph has consumed the decision. resolved + not applied = a decision
+    # recorded whose resume has not completed yet; recovery re-drives exactly these.
+    applied_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-risk_score", "created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "thread_id", "interrupt_id"], name="review_one_per_interrupt"),
+        ]
+        indexes = [
+            models.Index(fields=["tenant", "status", "-risk_score", "created_at"], name="review_queue"),
+            models.Index(fields=["tenant", "contract"], name="review_contract"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} review of {self.contract_id}"
