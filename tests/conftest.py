@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import AbstractBaseUser
+from rest_framework.test import APIClient
+
+from tenants.models import Role, Tenant
+from tests.factories import TenantFactory, member_create
+
+
+@dataclass
+class Member:
+    user: AbstractBaseUser
+    token: str
+    client: APIClient
+
+
+def _client(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+@dataclass
+class TenantWorld:
+    tenant: Tenant
+    admin: Member
+    reviewer: Member
+    reviewer2: Member
+    senior: Member
+    viewer: Member
+    agent: Member
+
+    @property
+    def slug(self) -> str:
+        return self.tenant.slug
+
+    def url(self, path: str) -> str:
+        return f"/api/v1/tenants/{self.tenant.slug}/{path}"
+
+
+def _world(slug: str) -> TenantWorld:
+    tenant = TenantFactory(slug=slug, name=slug.title())
+    members = {}
+    for name, role in [
+        ("admin", Role.ADMIN),
+        ("reviewer", Role.REVIEWER),
+        ("reviewer2", Role.REVIEWER),
+        ("senior", Role.SENIOR_REVIEWER),
+        ("viewer", Role.VIEWER),
+        ("agent", Role.AGENT),
+    ]:
+        user, key = member_create(tenant, role, username=f"{slug}-{name}")
+        members[name] = Member(user=user, token=key, client=_client(key))
+    return TenantWorld(tenant=tenant, **members)
+
+
+@pytest.fixture
+def acme(db) -> TenantWorld:
+    """The tenant under test: an admin, two reviewers, a senior reviewer, a viewer, an agent."""
+    return _world("acme")
+
+
+@pytest.fixture
+def globex(db) -> TenantWorld:
+    """A second tenant, present in every test that checks isolation: it must see nothing of acme."""
+    return _world("globex")
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _checkpointer_connections_closed(django_db_setup, django_db_blocker):
+    """The graph keeps one checkpointer connection per thread; close this thread's
+    before the test database is dropped."""
+    yield
+    from contracts.graph.runner import contract_graph_close
+
+    contract_graph_close()
