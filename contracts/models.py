@@ -52,6 +52,8 @@ class Contract(TenantOwned):
 
     class Meta:
         ordering = ["-created_at"]
+        # Granted per object: may resume any review task of this thread, present or future.
+        permissions = [("resume_thread", "Can resume every review task of this thread")]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "thread_id"], name="contract_thread_per_tenant"),
         ]
@@ -76,3 +78,24 @@ class Contract(TenantOwned):
         if self.status == ContractStatus.FAILED:
             return "failed"
         return "running"
+
+
+# --- Object permissions (thread-wide grants) -------------------------------------------
+
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase  # noqa: E402
+
+RESUME_THREAD_PERM = "resume_thread"
+
+
+class ContractUserPermission(TenantOwned, UserObjectPermissionBase):
+    content_object = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="user_permissions")
+
+    class Meta(UserObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["tenant", "user", "content_object"], name="contract_uperm_lookup")]
+
+
+class ContractGroupPermission(TenantOwned, GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="group_permissions")
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["tenant", "group", "content_object"], name="contract_gperm_lookup")]

@@ -43,6 +43,7 @@ class ReviewTask(TenantOwned):
 
     class Meta:
         ordering = ["-risk_score", "created_at"]
+        permissions = [("resume_reviewtask", "Can resume this review task")]
         constraints = [
             models.UniqueConstraint(fields=["tenant", "thread_id", "interrupt_id"], name="review_one_per_interrupt"),
         ]
@@ -53,3 +54,26 @@ class ReviewTask(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.kind} review of {self.contract_id}"
+
+
+# --- Object permissions ---------------------------------------------------------------
+# guardian's direct foreign-key permission models (much faster than its generic ones at
+# scale), each also carrying the tenant so every permission lookup is tenant-scoped.
+
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase  # noqa: E402
+
+RESUME_TASK_PERM = "resume_reviewtask"
+
+
+class ReviewTaskUserPermission(TenantOwned, UserObjectPermissionBase):
+    content_object = models.ForeignKey(ReviewTask, on_delete=models.CASCADE, related_name="user_permissions")
+
+    class Meta(UserObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["tenant", "user", "content_object"], name="review_uperm_lookup")]
+
+
+class ReviewTaskGroupPermission(TenantOwned, GroupObjectPermissionBase):
+    content_object = models.ForeignKey(ReviewTask, on_delete=models.CASCADE, related_name="group_permissions")
+
+    class Meta(GroupObjectPermissionBase.Meta):
+        indexes = [models.Index(fields=["tenant", "group", "content_object"], name="review_gperm_lookup")]

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.db.models import QuerySet
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from config.api_errors import NotFound
-from reviews.models import ReviewTask
-from tenants.models import Tenant
+from contracts.models import RESUME_THREAD_PERM, ContractGroupPermission, ContractUserPermission
+from reviews.models import RESUME_TASK_PERM, ReviewTask, ReviewTaskGroupPermission, ReviewTaskUserPermission
+from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
 
 
 def review_task_list(*, tenant: Tenant, status: str | None = None) -> QuerySet[ReviewTask]:
@@ -21,3 +23,42 @@ def review_task_get(*, tenant: Tenant, task_id: UUID | str) -> ReviewTask:
     if task is None:
         raise NotFound()
     return task
+
+
+def _resume_permission_filter(*, tenant: Tenant, user: AbstractBaseUser) -> Q:
+    """Tasks the user may resume through a guardian grant: on the task or on its whole
+    thread, to the user or to one of their groups in this tenant. Built from EXISTS
+    subqueries on the direct foreign-key permission tables, each scoped by tenant; never
+    guardian's model-level fallback, which would cross tenants."""
+    group_ids = user.groups.filter(tenant_group__tenant=tenant).values("pk")
+    return Q(
+        Exists(ReviewTaskUserPermission.objects.filter(
+            tenant=tenant, content_object=OuterRef("pk"), user=user, permission__codename=RESUME_TASK_PERM))
+    ) | Q(
+        Exists(ReviewTaskGroupPermission.objects.filter(
+            tenant=tenant, content_object=OuterRef("pk"), group__in=group_ids, permission__codename=RESUME_TASK_PERM))
+    ) | Q(
+        Exists(ContractUserPermission.objects.filter(
+            tenant=tenant, content_object=OuterRef("contract_id"), user=user, permission__codename=RESUME_THREAD_PERM))
+    ) | Q(
+        Exists(ContractGroupPermission.objects.filter(
+            tenant=tenant, content_object=OuterRef("contract_id"), group__in=group_ids,
+            permission__codename=RESUME_THREAD_PERM))
+    )
+
+
+def review_task_actionable_list(*, tenant: Tenant, user: AbstractBaseUser, membership: Membership) -> QuerySet[ReviewTask]:
+    """The tasks this member may resume. Tenant admins may resume any task of their
+    tenant; viewers and agents none; reviewers those granted to them or their teams."""
+    tasks = ReviewTask.objects.filter(tenant=tenant)
+    if membership.role == Role.ADMIN:
+        return tasks
+    if membership.role not in DECIDING_ROLES:
+        return tasks.none()
+    return tasks.filter(_resume_permission_filter(tenant=tenant, user=user))
+
+
+def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membership: Membership | None) -> bool:
+    if membership is None or membership.tenant_id != task.tenant_id:
+        return False
+    return review_task_actionable_list(tenant=membership.tenant, user=user, membership=membership).filter(pk=task.pk).exists()

@@ -4,21 +4,31 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pydantic
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Group, Permission
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, InvalidInput
 from contracts.graph.decisions import DECISION_MODELS
 from contracts.tasks import contract_drive_enqueue_on_commit
-from reviews.models import ReviewKind, ReviewStatus, ReviewTask
-from reviews.selectors import review_task_get
-from tenants.models import DECIDING_ROLES, Tenant
+from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermission, ContractUserPermission
+from reviews.models import (
+    RESUME_TASK_PERM,
+    ReviewKind,
+    ReviewStatus,
+    ReviewTask,
+    ReviewTaskGroupPermission,
+    ReviewTaskUserPermission,
+)
+from reviews.selectors import review_task_can_resume, review_task_get
+from tenants.models import Tenant
+from tenants.routing import review_team_for
 from tenants.selectors import membership_get
+from tenants.services import audit_record, tenant_group_get
 
 if TYPE_CHECKING:
     from contracts.graph.runner import PendingInterrupt
-    from contracts.models import Contract
 
 
 def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) -> list[ReviewTask]:
@@ -49,7 +59,25 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
     # ignore_conflicts covers a concurrent sync of the same interrupt (not expected under
     # the run lease, but the constraint, not the lease, is what guarantees one task).
     ReviewTask.objects.bulk_create(new, ignore_conflicts=True)
-    return new
+    created = list(ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=[t.pk for t in new]))
+    _review_tasks_route(tenant=Tenant.objects.get(pk=contract.tenant_id), tasks=created)
+    return created
+
+
+def _review_tasks_route(*, tenant: Tenant, tasks: list[ReviewTask]) -> None:
+    """Grant each new task's resume permission to the team its kind is routed to."""
+    permission = _permission(ReviewTask, RESUME_TASK_PERM)
+    grants = []
+    for task in tasks:
+        team = review_team_for(tenant=tenant, kind=task.kind)
+        if team is not None:
+            group = tenant_group_get(tenant=tenant, team=team)
+            grants.append(ReviewTaskGroupPermission(tenant=tenant, content_object=task, group=group, permission=permission))
+    ReviewTaskGroupPermission.objects.bulk_create(grants, ignore_conflicts=True)
+
+
+def _permission(model: type, codename: str) -> Permission:
+    return Permission.objects.get(content_type=ContentType.objects.get_for_model(model), codename=codename)
 
 
 def review_decision_validate(*, kind: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -75,7 +103,7 @@ def review_decision_validate(*, kind: str, data: dict[str, Any]) -> dict[str, An
 
 
 def review_task_resume(
-    *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, data: dict[str, Any]
+    *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, data: dict[str, Any], via: str = "api"
 ) -> ReviewTask:
     """Record a reviewer's decision exactly once, then queue the graph's resume.
 
@@ -85,9 +113,8 @@ def review_task_resume(
     decision recorded but not yet applied is re-driven by recovery.
     """
     task = review_task_get(tenant=tenant, task_id=task_id)
-    membership = membership_get(tenant=tenant, user=user)
-    if membership is None or membership.role not in DECIDING_ROLES:
-        raise Forbidden("Your role may not decide review tasks.")
+    if not review_task_can_resume(task=task, user=user, membership=membership_get(tenant=tenant, user=user)):
+        raise Forbidden("You may not resume this review task.")
     decision = review_decision_validate(kind=task.kind, data=data)
 
     with transaction.atomic():
@@ -109,6 +136,8 @@ def review_task_resume(
         task.decided_by = user
         task.decided_at = now
         task.save(update_fields=["status", "decision", "decided_by", "decided_at", "updated_at"])
+        audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
+                     data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id)})
         contract_drive_enqueue_on_commit(tenant_id=tenant.id, contract_id=task.contract_id)
     return task
 
@@ -121,4 +150,52 @@ def _four_eyes_check(*, task: ReviewTask, user: AbstractBaseUser) -> None:
         raise Forbidden(
             "Four eyes: the critical sign-off must come from a different reviewer than the legal approval.",
             extra={"reason": "four_eyes"},
+        )
+
+
+# --- Grants ---------------------------------------------------------------------------
+
+_GRANT_MODELS = {
+    ReviewTask: (ReviewTaskUserPermission, ReviewTaskGroupPermission, RESUME_TASK_PERM),
+    Contract: (ContractUserPermission, ContractGroupPermission, RESUME_THREAD_PERM),
+}
+
+
+def resume_permission_set(
+    *,
+    tenant: Tenant,
+    target: ReviewTask | Contract,
+    grant: bool,
+    actor: AbstractBaseUser,
+    via: str,
+    user: AbstractBaseUser | None = None,
+    group: Group | None = None,
+) -> None:
+    """Grant or revoke the permission to resume one task, or every task of one thread
+    (a Contract), for one user or one of the tenant's team groups. Idempotent; audited.
+    Only tenant admins may call this (checked by the callers' shared permission)."""
+    if (user is None) == (group is None):
+        raise InvalidInput("Give exactly one of user or group.", fields={"user": ["Give exactly one of user or group."]})
+    if target.tenant_id != tenant.id:
+        raise InvalidInput("Target is not in this tenant.")  # callers look targets up by tenant; belt and braces
+    user_model, group_model, codename = _GRANT_MODELS[type(target)]
+    permission = _permission(type(target), codename)
+    with transaction.atomic():
+        if user is not None:
+            rows = user_model.objects.filter(tenant=tenant, content_object=target, user=user, permission=permission)
+            if grant and not rows.exists():
+                user_model.objects.create(tenant=tenant, content_object=target, user=user, permission=permission)
+        else:
+            rows = group_model.objects.filter(tenant=tenant, content_object=target, group=group, permission=permission)
+            if grant and not rows.exists():
+                group_model.objects.create(tenant=tenant, content_object=target, group=group, permission=permission)
+        if not grant:
+            rows.delete()
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action=f"{'grant' if grant else 'revoke'}.{'thread' if isinstance(target, Contract) else 'task'}",
+            via=via,
+            target=target,
+            data={"user": user.get_username() if user else None, "group": group.name if group else None},
         )

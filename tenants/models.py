@@ -24,6 +24,10 @@ class Tenant(models.Model):
     critical_risk = models.FloatField(
         default=0.9, validators=[MinValueValidator(0.0), MaxValueValidator(1.0)]
     )
+    # Which role gives the independent sign-off on critical risk (besides tenant admins).
+    signoff_role = models.CharField(
+        max_length=20, default="senior_reviewer", choices=[("senior_reviewer", "Senior reviewer"), ("admin", "Tenant admin")]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -57,9 +61,19 @@ DECIDING_ROLES = frozenset({Role.ADMIN, Role.SENIOR_REVIEWER, Role.REVIEWER})
 SUBMITTING_ROLES = frozenset({Role.ADMIN, Role.SENIOR_REVIEWER, Role.REVIEWER, Role.AGENT})
 
 
+class Team(models.TextChoices):
+    """Per-tenant reviewer groups that review tasks are routed to (see tenants.routing)."""
+
+    REVIEWERS = "reviewers"  # every reviewer and senior reviewer: legal review
+    SENIOR = "senior"  # senior reviewers: critical sign-off
+    FINANCE = "finance"  # members flagged as finance approvers: finance review
+
+
 class Membership(TenantOwned):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices)
+    # Puts the member in the tenant's finance team, which finance reviews are routed to.
+    finance_approver = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -69,6 +83,52 @@ class Membership(TenantOwned):
 
     def __str__(self) -> str:
         return f"{self.user} @ {self.tenant_id}: {self.role}"
+
+
+class TenantGroup(TenantOwned):
+    """The auth Group behind one team of one tenant; guardian grants go to these groups."""
+
+    team = models.CharField(max_length=20, choices=Team.choices)
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="tenant_group")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "team"], name="tenant_group_one_per_team")]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}:{self.team}"
+
+
+class AuditRecord(TenantOwned):
+    """Append-only: every decision, claim, grant, revoke and membership change. No
+    interface updates or deletes these rows (the admin is read-only, the API list-only)."""
+
+    class Interface(models.TextChoices):
+        API = "api"
+        ADMIN = "admin"
+        COMMAND = "command"
+        WEBSOCKET = "websocket"
+        SYSTEM = "system"
+
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    actor_username = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=40)
+    interface = models.CharField(max_length=12, choices=Interface.choices)
+    target_type = models.CharField(max_length=40)
+    target_id = models.CharField(max_length=64)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-created_at"], name="audit_tenant_created")]
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise ValueError("Audit records are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise ValueError("Audit records are append-only")
 
 
 def _hash_key(key: str) -> str:

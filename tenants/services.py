@@ -1,9 +1,12 @@
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.db import transaction
 from django.utils import timezone
 
-from tenants.models import ApiToken, Membership, Tenant
+from tenants.models import ApiToken, AuditRecord, Membership, Role, Team, Tenant, TenantGroup
 
 
 def api_token_create(*, user: AbstractBaseUser, name: str = "default", key: str | None = None) -> tuple[ApiToken, str]:
@@ -18,6 +21,97 @@ def api_token_revoke(*, token: ApiToken) -> None:
     token.save(update_fields=["revoked_at"])
 
 
-def membership_set(*, tenant: Tenant, user: AbstractBaseUser, role: str) -> Membership:
-    membership, _ = Membership.objects.update_or_create(tenant=tenant, user=user, defaults={"role": role})
+def audit_record(
+    *,
+    tenant: Tenant,
+    actor: AbstractBaseUser | None,
+    action: str,
+    via: str,
+    target: Any,
+    data: dict | None = None,
+) -> AuditRecord:
+    return AuditRecord.objects.create(
+        tenant=tenant,
+        actor=actor,
+        actor_username=actor.get_username() if actor is not None else "",
+        action=action,
+        interface=via,
+        target_type=type(target).__name__.lower(),
+        target_id=str(target.pk),
+        data=data or {},
+    )
+
+
+def tenant_group_get(*, tenant: Tenant, team: str) -> Group:
+    """The auth Group of one team of one tenant, created on first use."""
+    tenant_group = TenantGroup.objects.select_related("group").filter(tenant=tenant, team=team).first()
+    if tenant_group is not None:
+        return tenant_group.group
+    with transaction.atomic():
+        group, _ = Group.objects.get_or_create(name=f"{tenant.id}:{team}")
+        tenant_group, _ = TenantGroup.objects.get_or_create(tenant=tenant, team=team, defaults={"group": group})
+    return tenant_group.group
+
+
+def _teams_for(membership: Membership) -> set[str]:
+    teams = set()
+    if membership.role in (Role.REVIEWER, Role.SENIOR_REVIEWER):
+        teams.add(Team.REVIEWERS)
+    if membership.role == Role.SENIOR_REVIEWER:
+        teams.add(Team.SENIOR)
+    if membership.finance_approver and membership.role in (Role.REVIEWER, Role.SENIOR_REVIEWER, Role.ADMIN):
+        teams.add(Team.FINANCE)
+    return teams
+
+
+def _teams_sync(*, tenant: Tenant, user: AbstractBaseUser, teams: set[str]) -> None:
+    """Make the user's groups in this tenant exactly `teams`; other tenants' untouched."""
+    for team in Team.values:
+        group = tenant_group_get(tenant=tenant, team=team)
+        if team in teams:
+            group.user_set.add(user)
+        else:
+            group.user_set.remove(user)
+
+
+@transaction.atomic
+def membership_set(
+    *,
+    tenant: Tenant,
+    user: AbstractBaseUser,
+    role: str,
+    finance_approver: bool | None = None,
+    actor: AbstractBaseUser | None = None,
+    via: str = AuditRecord.Interface.SYSTEM,
+) -> Membership:
+    """Create or change a membership and the team groups that follow from it. Takes
+    effect on the next request: permissions are read fresh every time."""
+    defaults: dict[str, Any] = {"role": role}
+    if finance_approver is not None:
+        defaults["finance_approver"] = finance_approver
+    membership, created = Membership.objects.update_or_create(tenant=tenant, user=user, defaults=defaults)
+    _teams_sync(tenant=tenant, user=user, teams=_teams_for(membership))
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="membership.created" if created else "membership.changed",
+        via=via,
+        target=membership,
+        data={"user": user.get_username(), "role": membership.role, "finance_approver": membership.finance_approver},
+    )
     return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, actor: AbstractBaseUser | None, via: str) -> None:
+    """Remove a member: their team groups and their personal grants in this tenant go too."""
+    from contracts.models import ContractUserPermission
+    from reviews.models import ReviewTaskUserPermission
+
+    tenant, user = membership.tenant, membership.user
+    _teams_sync(tenant=tenant, user=user, teams=set())
+    ReviewTaskUserPermission.objects.filter(tenant=tenant, user=user).delete()
+    ContractUserPermission.objects.filter(tenant=tenant, user=user).delete()
+    audit_record(tenant=tenant, actor=actor, action="membership.removed", via=via, target=membership,
+                 data={"user": user.get_username(), "role": membership.role})
+    membership.delete()

@@ -44,22 +44,23 @@ class TenantWorld:
 def _world(slug: str) -> TenantWorld:
     tenant = TenantFactory(slug=slug, name=slug.title())
     members = {}
-    for name, role in [
-        ("admin", Role.ADMIN),
-        ("reviewer", Role.REVIEWER),
-        ("reviewer2", Role.REVIEWER),
-        ("senior", Role.SENIOR_REVIEWER),
-        ("viewer", Role.VIEWER),
-        ("agent", Role.AGENT),
+    for name, role, finance in [
+        ("admin", Role.ADMIN, False),
+        ("reviewer", Role.REVIEWER, False),
+        ("reviewer2", Role.REVIEWER, True),
+        ("senior", Role.SENIOR_REVIEWER, False),
+        ("viewer", Role.VIEWER, False),
+        ("agent", Role.AGENT, False),
     ]:
-        user, key = member_create(tenant, role, username=f"{slug}-{name}")
+        user, key = member_create(tenant, role, username=f"{slug}-{name}", finance_approver=finance)
         members[name] = Member(user=user, token=key, client=_client(key))
     return TenantWorld(tenant=tenant, **members)
 
 
 @pytest.fixture
 def acme(db) -> TenantWorld:
-    """The tenant under test: an admin, two reviewers, a senior reviewer, a viewer, an agent."""
+    """The tenant under test: an admin, two reviewers (reviewer2 also approves finance),
+    a senior reviewer, a viewer, an agent."""
     return _world("acme")
 
 

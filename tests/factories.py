@@ -6,7 +6,7 @@ import factory
 from django.contrib.auth import get_user_model
 
 from tenants.models import Membership, Role, Tenant
-from tenants.services import api_token_create
+from tenants.services import api_token_create, membership_set
 
 # Scores 0.8245: uncapped liability + broad indemnity + unilateral termination.
 HIGH_RISK_TEXT = (
@@ -64,11 +64,12 @@ class MembershipFactory(factory.django.DjangoModelFactory):
     role = Role.REVIEWER
 
 
-def member_create(tenant: Tenant, role: str, username: str | None = None):
-    """A user with `role` in `tenant` and an API token; returns (user, token key)."""
+def member_create(tenant: Tenant, role: str, username: str | None = None, *, finance_approver: bool = False):
+    """A user with `role` in `tenant` (and its team groups) and an API token; returns
+    (user, token key)."""
     kwargs = {"username": username} if username else {}
     user = UserFactory(**kwargs)
     user.save()
-    MembershipFactory(tenant=tenant, user=user, role=role)
+    membership_set(tenant=tenant, user=user, role=role, finance_approver=finance_approver)
     _, key = api_token_create(user=user, name="test")
     return user, key

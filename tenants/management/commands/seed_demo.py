@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from tenants.models import ApiToken, Role, Tenant
+from tenants.models import ApiToken, Membership, Role, Tenant
 from tenants.services import api_token_create, membership_set
 
 DEMO_PASSWORD = "demo-password-123"
@@ -54,7 +54,9 @@ class Command(BaseCommand):
                     user.set_password(DEMO_PASSWORD)
                     user.is_staff = role != Role.AGENT  # reviewers and admins use the Django admin
                     user.save()
-                membership_set(tenant=tenant, user=user, role=role)
+                finance = suffix == "reviewer2"
+                if not Membership.objects.filter(tenant=tenant, user=user, role=role, finance_approver=finance).exists():
+                    membership_set(tenant=tenant, user=user, role=role, finance_approver=finance)
                 key = demo_token_key(username)
                 if not ApiToken.objects.filter(key_hash=ApiToken.hash_key(key)).exists():
                     api_token_create(user=user, name="demo", key=key)
