@@ -10,6 +10,7 @@ def healthz(request):
 tenant_api = [
     path("", include("contracts.urls")),
     path("", include("reviews.urls")),
+    path("", include("tenants.urls")),
 ]
 
 urlpatterns = [

@@ -5,11 +5,10 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from config.api_errors import Forbidden
 from contracts.selectors import contract_get, contract_list
 from contracts.services import contract_submit
 from reviews.models import ReviewStatus
-from tenants.apis import StrictInputSerializer, TenantAPIView
+from tenants.apis import MEMBER_ROLES, StrictInputSerializer, TenantAPIView
 from tenants.models import SUBMITTING_ROLES
 
 
@@ -43,6 +42,8 @@ class ContractDetailOutputSerializer(ContractOutputSerializer):
 
 
 class ContractListCreateApi(TenantAPIView):
+    roles = {"GET": MEMBER_ROLES, "POST": SUBMITTING_ROLES}
+
     class InputSerializer(StrictInputSerializer):
         title = serializers.CharField(max_length=200)
         text = serializers.CharField(max_length=settings.CONTRACT_TEXT_MAX_CHARS, trim_whitespace=False)
@@ -52,8 +53,6 @@ class ContractListCreateApi(TenantAPIView):
         return Response({"results": ContractOutputSerializer(contracts, many=True).data})
 
     def post(self, request: Request, tenant_slug: str) -> Response:
-        if self.membership.role not in SUBMITTING_ROLES:
-            raise Forbidden("Your role may not submit contracts.")
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         contract = contract_submit(tenant=self.tenant, submitted_by=request.user, **serializer.validated_data)
@@ -62,6 +61,8 @@ class ContractListCreateApi(TenantAPIView):
 
 
 class ContractDetailApi(TenantAPIView):
+    roles = {"GET": MEMBER_ROLES}
+
     def get(self, request: Request, tenant_slug: str, contract_id: str) -> Response:
         contract = contract_get(tenant=self.tenant, contract_id=contract_id)
         return Response(ContractDetailOutputSerializer(contract).data)

@@ -62,3 +62,15 @@ def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membersh
     if membership is None or membership.tenant_id != task.tenant_id:
         return False
     return review_task_actionable_list(tenant=membership.tenant, user=user, membership=membership).filter(pk=task.pk).exists()
+
+
+def resume_grants_get(*, tenant: Tenant, target) -> dict[str, list[str]]:
+    """Who holds the resume permission on one task or one thread (Contract) directly."""
+    from reviews.services import GRANT_MODELS  # the same table map the writes use
+
+    user_model, group_model, _ = GRANT_MODELS[type(target)]
+    users = user_model.objects.filter(tenant=tenant, content_object=target).values_list("user__username", flat=True)
+    teams = group_model.objects.filter(tenant=tenant, content_object=target).values_list(
+        "group__tenant_group__team", flat=True
+    )
+    return {"users": sorted(users), "teams": sorted(t for t in teams if t)}

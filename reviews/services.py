@@ -155,7 +155,7 @@ def _four_eyes_check(*, task: ReviewTask, user: AbstractBaseUser) -> None:
 
 # --- Grants ---------------------------------------------------------------------------
 
-_GRANT_MODELS = {
+GRANT_MODELS = {
     ReviewTask: (ReviewTaskUserPermission, ReviewTaskGroupPermission, RESUME_TASK_PERM),
     Contract: (ContractUserPermission, ContractGroupPermission, RESUME_THREAD_PERM),
 }
@@ -178,7 +178,7 @@ def resume_permission_set(
         raise InvalidInput("Give exactly one of user or group.", fields={"user": ["Give exactly one of user or group."]})
     if target.tenant_id != tenant.id:
         raise InvalidInput("Target is not in this tenant.")  # callers look targets up by tenant; belt and braces
-    user_model, group_model, codename = _GRANT_MODELS[type(target)]
+    user_model, group_model, codename = GRANT_MODELS[type(target)]
     permission = _permission(type(target), codename)
     with transaction.atomic():
         if user is not None:

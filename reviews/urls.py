@@ -1,9 +1,13 @@
 from django.urls import path
 
-from reviews.apis import ReviewTaskDetailApi, ReviewTaskListApi, ReviewTaskResumeApi
+from reviews import apis
 
 urlpatterns = [
-    path("reviews/", ReviewTaskListApi.as_view(), name="review-list"),
-    path("reviews/<uuid:task_id>/", ReviewTaskDetailApi.as_view(), name="review-detail"),
-    path("reviews/<uuid:task_id>/resume/", ReviewTaskResumeApi.as_view(), name="review-resume"),
+    path("reviews/", apis.ReviewTaskListApi.as_view(), name="review-list"),
+    path("reviews/<uuid:task_id>/", apis.ReviewTaskDetailApi.as_view(), name="review-detail"),
+    path("reviews/<uuid:task_id>/resume/", apis.ReviewTaskResumeApi.as_view(), name="review-resume"),
+    path("reviews/<uuid:object_id>/grants/", apis.ReviewTaskGrantApi.as_view(), name="review-grants"),
+    path("reviews/<uuid:object_id>/grants/revoke/", apis.ReviewTaskRevokeApi.as_view(), name="review-grants-revoke"),
+    path("contracts/<uuid:object_id>/grants/", apis.ContractGrantApi.as_view(), name="contract-grants"),
+    path("contracts/<uuid:object_id>/grants/revoke/", apis.ContractRevokeApi.as_view(), name="contract-grants-revoke"),
 ]

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import serializers
+from rest_framework import serializers, status
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from tenants.models import Membership, Tenant
-from tenants.selectors import tenant_get_for_member
+from config.api_errors import Forbidden
+from tenants.models import Membership, Role, Tenant
+from tenants.selectors import audit_list, membership_get_by_id, membership_list, tenant_get_for_member
+from tenants.services import member_add, member_change, member_remove
 
 
 class StrictInputSerializer(serializers.Serializer):
@@ -25,10 +28,104 @@ class StrictInputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+MEMBER_ROLES = frozenset(Role.values)
+PEOPLE_ROLES = MEMBER_ROLES - {Role.AGENT}  # humans: may read the review queue
+ADMIN_ROLES = frozenset({Role.ADMIN})
+
+
 class TenantAPIView(APIView):
+    """Order of refusals: 401 (no credentials), 404 (not a member of this tenant, the same
+    as a tenant that does not exist), 403 (a member whose role may not use this method)."""
+
     tenant: Tenant
     membership: Membership
+    # HTTP method -> roles allowed; a method missing here is refused for every role.
+    roles: dict[str, frozenset[str]] = {}
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)  # authentication and permissions first: 401 before 404
+        super().initial(request, *args, **kwargs)
         self.tenant, self.membership = tenant_get_for_member(slug=kwargs["tenant_slug"], user=request.user)
+        method = request.method.lower()
+        handled = method in self.http_method_names and hasattr(self, method) and method != "options"
+        # A method with no handler falls through to DRF's 405.
+        if handled and self.membership.role not in self.roles.get(request.method, frozenset()):
+            raise Forbidden("Your role may not do this.")
+
+
+# --- Members (tenant admins only) -------------------------------------------------------
+
+
+class MembershipOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    username = serializers.CharField(source="user.username")
+    role = serializers.CharField()
+    finance_approver = serializers.BooleanField()
+    created_at = serializers.DateTimeField()
+
+
+class MemberListCreateApi(TenantAPIView):
+    roles = {"GET": ADMIN_ROLES, "POST": ADMIN_ROLES}
+
+    class InputSerializer(StrictInputSerializer):
+        username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
+        role = serializers.ChoiceField(choices=Role.choices)
+        finance_approver = serializers.BooleanField(required=False, default=False)
+
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        members = membership_list(tenant=self.tenant)
+        return Response({"results": MembershipOutputSerializer(members, many=True).data})
+
+    def post(self, request: Request, tenant_slug: str) -> Response:
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = member_add(tenant=self.tenant, actor=request.user, via="api", **serializer.validated_data)
+        return Response(MembershipOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
+
+
+class MemberDetailApi(TenantAPIView):
+    roles = {"GET": ADMIN_ROLES, "PATCH": ADMIN_ROLES, "DELETE": ADMIN_ROLES}
+
+    class InputSerializer(StrictInputSerializer):
+        role = serializers.ChoiceField(choices=Role.choices, required=False)
+        finance_approver = serializers.BooleanField(required=False)
+
+    def get(self, request: Request, tenant_slug: str, member_id: int) -> Response:
+        return Response(MembershipOutputSerializer(membership_get_by_id(tenant=self.tenant, member_id=member_id)).data)
+
+    def patch(self, request: Request, tenant_slug: str, member_id: int) -> Response:
+        membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
+        serializer = self.InputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        membership = member_change(
+            membership=membership,
+            role=data.get("role", membership.role),
+            finance_approver=data.get("finance_approver", membership.finance_approver),
+            actor=request.user,
+            via="api",
+        )
+        return Response(MembershipOutputSerializer(membership).data)
+
+    def delete(self, request: Request, tenant_slug: str, member_id: int) -> Response:
+        membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
+        member_remove(membership=membership, actor=request.user, via="api")
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class AuditRecordOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    actor = serializers.CharField(source="actor_username")
+    action = serializers.CharField()
+    interface = serializers.CharField()
+    target_type = serializers.CharField()
+    target_id = serializers.CharField()
+    data = serializers.JSONField()
+
+
+class AuditListApi(TenantAPIView):
+    roles = {"GET": ADMIN_ROLES}
+
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        records = audit_list(tenant=self.tenant)[:200]
+        return Response({"results": AuditRecordOutputSerializer(records, many=True).data})

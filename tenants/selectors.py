@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import QuerySet
 
 from config.api_errors import NotFound
-from tenants.models import Membership, Tenant
+from tenants.models import AuditRecord, Membership, Tenant
 
 
 def tenant_get_for_member(*, slug: str, user: AbstractBaseUser) -> tuple[Tenant, Membership]:
@@ -21,3 +22,22 @@ def tenant_get_for_member(*, slug: str, user: AbstractBaseUser) -> tuple[Tenant,
 
 def membership_get(*, tenant: Tenant, user: AbstractBaseUser) -> Membership | None:
     return Membership.objects.filter(tenant=tenant, user_id=user.pk).first()
+
+
+def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
+    return Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__username")
+
+
+def membership_get_by_id(*, tenant: Tenant, member_id: int) -> Membership:
+    membership = membership_list(tenant=tenant).filter(pk=member_id).first()
+    if membership is None:
+        raise NotFound()
+    return membership
+
+
+def membership_get_by_username(*, tenant: Tenant, username: str) -> Membership | None:
+    return membership_list(tenant=tenant).filter(user__username=username).first()
+
+
+def audit_list(*, tenant: Tenant) -> QuerySet[AuditRecord]:
+    return AuditRecord.objects.filter(tenant=tenant)

@@ -6,6 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db import transaction
 from django.utils import timezone
 
+from config.api_errors import Conflict
 from tenants.models import ApiToken, AuditRecord, Membership, Role, Team, Tenant, TenantGroup
 
 
@@ -115,3 +116,46 @@ def membership_remove(*, membership: Membership, actor: AbstractBaseUser | None,
     audit_record(tenant=tenant, actor=actor, action="membership.removed", via=via, target=membership,
                  data={"user": user.get_username(), "role": membership.role})
     membership.delete()
+
+
+def _admins_left_after(membership: Membership, new_role: str | None) -> int:
+    others = Membership.objects.filter(tenant_id=membership.tenant_id, role=Role.ADMIN).exclude(pk=membership.pk).count()
+    return others + (1 if new_role == Role.ADMIN else 0)
+
+
+def member_add(
+    *, tenant: Tenant, username: str, role: str, finance_approver: bool, actor: AbstractBaseUser, via: str
+) -> Membership:
+    """Add a person to the tenant: an existing account joins; a new name gets an account
+    without a password (set through the admin or a password reset)."""
+    from django.contrib.auth import get_user_model
+
+    if Membership.objects.filter(tenant=tenant, user__username=username).exists():
+        raise Conflict(f"username: {username} is already a member.", fields={"username": ["Already a member."]})
+    with transaction.atomic():
+        user, created = get_user_model().objects.get_or_create(username=username)
+        if created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        return membership_set(tenant=tenant, user=user, role=role, finance_approver=finance_approver, actor=actor, via=via)
+
+
+def member_change(
+    *, membership: Membership, role: str, finance_approver: bool, actor: AbstractBaseUser, via: str
+) -> Membership:
+    with transaction.atomic():
+        # Lock the tenant's admin rows so two admins demoting each other cannot both succeed.
+        list(Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Role.ADMIN))
+        if membership.role == Role.ADMIN and _admins_left_after(membership, role) == 0:
+            raise Conflict("role: a tenant keeps at least one admin.", fields={"role": ["The last admin cannot be demoted."]})
+        return membership_set(
+            tenant=membership.tenant, user=membership.user, role=role, finance_approver=finance_approver, actor=actor, via=via
+        )
+
+
+def member_remove(*, membership: Membership, actor: AbstractBaseUser, via: str) -> None:
+    with transaction.atomic():
+        list(Membership.objects.select_for_update().filter(tenant_id=membership.tenant_id, role=Role.ADMIN))
+        if membership.role == Role.ADMIN and _admins_left_after(membership, None) == 0:
+            raise Conflict("A tenant keeps at least one admin.", fields={"member": ["The last admin cannot be removed."]})
+        membership_remove(membership=membership, actor=actor, via=via)
