@@ -1,11 +1,8 @@
 from django.contrib import admin
-from django.http import JsonResponse
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-
-def healthz(request):
-    return JsonResponse({"status": "ok"})
-
+from config.health import healthz, readyz
 
 tenant_api = [
     path("", include("contracts.urls")),
@@ -15,6 +12,9 @@ tenant_api = [
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/tenants/<slug:tenant_slug>/", include(tenant_api)),
 ]

@@ -5,6 +5,12 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from django.urls import reverse
+from drf_spectacular.utils import extend_schema, inline_serializer
+
+from config.api_docs import error_responses
+from config.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, keyset_page
+from contracts.models import RUN_STATES, ContractStatus
 from contracts.selectors import contract_get, contract_list
 from contracts.services import contract_submit
 from reviews.models import ReviewStatus
@@ -44,25 +50,45 @@ class ContractDetailOutputSerializer(ContractOutputSerializer):
 class ContractListCreateApi(TenantAPIView):
     roles = {"GET": MEMBER_ROLES, "POST": SUBMITTING_ROLES}
 
-    class InputSerializer(StrictInputSerializer):
+    class ContractSubmitInputSerializer(StrictInputSerializer):
         title = serializers.CharField(max_length=200)
         text = serializers.CharField(max_length=settings.CONTRACT_TEXT_MAX_CHARS, trim_whitespace=False)
 
-    def get(self, request: Request, tenant_slug: str) -> Response:
-        contracts = contract_list(tenant=self.tenant)[:100]
-        return Response({"results": ContractOutputSerializer(contracts, many=True).data})
+    class ContractFilterSerializer(StrictInputSerializer):
+        status = serializers.ChoiceField(choices=ContractStatus.choices, required=False)
+        run_state = serializers.ChoiceField(choices=RUN_STATES, required=False)
+        created_after = serializers.DateTimeField(required=False)
+        created_before = serializers.DateTimeField(required=False)
+        cursor = serializers.CharField(required=False, max_length=2000)
+        page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)
 
+    @extend_schema(
+        parameters=[ContractFilterSerializer], operation_id="contracts_list",
+        responses={200: inline_serializer("ContractPage", {"results": ContractOutputSerializer(many=True), "next_cursor": serializers.CharField(allow_null=True)}), **error_responses(400, 401, 403, 404, 429)},
+    )
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        filters = self.ContractFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        params = dict(filters.validated_data)
+        cursor, size = params.pop("cursor", None), params.pop("page_size")
+        page = keyset_page(contract_list(tenant=self.tenant, **params), ordering=["-created_at"], cursor=cursor, size=size)
+        return Response({"results": ContractOutputSerializer(page.rows, many=True).data, "next_cursor": page.next_cursor})
+
+    @extend_schema(operation_id="contracts_submit", request=ContractSubmitInputSerializer, responses={202: ContractOutputSerializer, **error_responses(400, 401, 403, 404, 413, 429)})
     def post(self, request: Request, tenant_slug: str) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.ContractSubmitInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         contract = contract_submit(tenant=self.tenant, submitted_by=request.user, **serializer.validated_data)
         contract.refresh_from_db()  # the immediate task backend may already have run it
-        return Response(ContractOutputSerializer(contract).data, status=status.HTTP_201_CREATED)
+        # 202: saved, and its run is queued; follow Location for the run's progress.
+        location = reverse("contract-detail", kwargs={"tenant_slug": self.tenant.slug, "contract_id": contract.pk})
+        return Response(ContractOutputSerializer(contract).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
 
 
 class ContractDetailApi(TenantAPIView):
     roles = {"GET": MEMBER_ROLES}
 
+    @extend_schema(operation_id="contracts_get", responses={200: ContractDetailOutputSerializer, **error_responses(401, 403, 404, 429)})
     def get(self, request: Request, tenant_slug: str, contract_id: str) -> Response:
         contract = contract_get(tenant=self.tenant, contract_id=contract_id)
         return Response(ContractDetailOutputSerializer(contract).data)

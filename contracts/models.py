@@ -25,6 +25,9 @@ FINAL_STATUSES = frozenset(
 )
 
 
+RUN_STATES = ["running", "waiting_for_review", "completed", "failed"]
+
+
 class Contract(TenantOwned):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     title = models.CharField(max_length=200)

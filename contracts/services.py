@@ -16,6 +16,7 @@ from contracts.graph import runner
 from contracts.graph.runner import RunSnapshot
 from contracts.models import FINAL_STATUSES, Contract, ContractStatus
 from contracts.tasks import contract_drive_enqueue_on_commit
+from reviews import events
 from reviews.models import ReviewStatus, ReviewTask
 from reviews.services import review_tasks_sync
 from tenants.models import Tenant
@@ -80,7 +81,6 @@ def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> boo
     # lock, so of two racing workers exactly one matches; SQLite serialises writers.
     taken = (
         Contract.objects.filter(tenant_id=tenant_id, pk=contract_id)
-        .exclude(status=ContractStatus.CANCELLED)
         .filter(Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now))
         .update(run_lease_owner=owner, run_lease_until=now + timedelta(seconds=settings.RUN_LEASE_SECONDS))
     )
@@ -104,7 +104,9 @@ def _run_work_next(*, tenant_id: UUID, contract_id: UUID, owner: str, first: boo
             ).only("id", "interrupt_id", "decision")
         )
         started = contract.status not in (ContractStatus.SUBMITTED, ContractStatus.FAILED)
-        if contract.status in FINAL_STATUSES or (started and not answered and not first):
+        # A cancelled contract gets one pass, which ends its LangGraph thread.
+        ending = first and contract.status == ContractStatus.CANCELLED
+        if (contract.status in FINAL_STATUSES and not ending) or (started and not answered and not first):
             contract.run_lease_owner, contract.run_lease_until = "", None
             contract.save(update_fields=["run_lease_owner", "run_lease_until", "updated_at"])
             return None
@@ -134,6 +136,8 @@ def _initial_state(contract: Contract) -> dict:
 def _run_graph(work: _Work) -> RunSnapshot:
     thread_id = work.contract.thread_id
     snapshot = runner.thread_snapshot(thread_id)
+    if work.contract.status == ContractStatus.CANCELLED:
+        return runner.thread_end(thread_id, outcome="cancelled") if snapshot.pending else snapshot
     if not snapshot.exists:
         # The first run. If a previous attempt crashed after checkpointing, the
         # snapshot exists and we only record what it says: the run is never restarted.
@@ -157,6 +161,8 @@ def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> No
             return
         if work.answered_task_ids:
             ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=work.answered_task_ids).update(applied_at=now)
+        if contract.status == ContractStatus.CANCELLED:
+            return  # the cancel recorded everything; this run only ended the thread
         values = snapshot.values
         contract.risk_score = values.get("risk_score", contract.risk_score)
         contract.findings = values.get("findings", contract.findings)
@@ -172,6 +178,8 @@ def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> No
             contract.completed_at = now
         review_tasks_sync(contract=contract, pending=snapshot.pending)
         contract.save()
+        if contract.status in FINAL_STATUSES:
+            events.event_emit(tenant_id=contract.tenant_id, type=events.CONTRACT_COMPLETED, contract=contract)
 
 
 def _run_failure_record(*, tenant_id: UUID, contract_id: UUID, owner: str, error: Exception) -> None:

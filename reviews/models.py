@@ -32,6 +32,11 @@ class ReviewTask(TenantOwned):
     response_schema = models.JSONField(null=True, blank=True)
     risk_score = models.FloatField(default=0.0)
     status = models.CharField(max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING)
+    # The claim: who works on the task, until when. Past `claim_expires_at` the task is
+    # back in the queue without anyone acting.
+    claimed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    claim_expires_at = models.DateTimeField(null=True, blank=True)
+    due_at = models.DateTimeField(null=True, blank=True)
     decision = models.JSONField(null=True, blank=True)
     decided_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
     decided_at = models.DateTimeField(null=True, blank=True)
@@ -49,11 +54,43 @@ class ReviewTask(TenantOwned):
         ]
         indexes = [
             models.Index(fields=["tenant", "status", "-risk_score", "created_at"], name="review_queue"),
+            models.Index(fields=["tenant", "status", "created_at"], name="review_queue_age"),
+            models.Index(fields=["tenant", "status", "due_at"], name="review_queue_due"),
             models.Index(fields=["tenant", "contract"], name="review_contract"),
         ]
 
     def __str__(self) -> str:
         return f"{self.kind} review of {self.contract_id}"
+
+
+class QueueEvent(TenantOwned):
+    """Durable copy of every live queue event, for catch-up after a missed message.
+    `seq` increases per tenant without gaps in commit order of the tenant counter."""
+
+    seq = models.BigIntegerField()
+    type = models.CharField(max_length=32)
+    task = models.ForeignKey(ReviewTask, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    contract = models.ForeignKey("contracts.Contract", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["seq"]
+        constraints = [models.UniqueConstraint(fields=["tenant", "seq"], name="queue_event_seq_per_tenant")]
+
+
+class IdempotencyRecord(TenantOwned):
+    """The first response to a request carrying an Idempotency-Key, for replay."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=200)
+    fingerprint = models.CharField(max_length=64)  # sha256 of method, path and body
+    response_status = models.PositiveSmallIntegerField()
+    response_body = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "user", "key"], name="idempotency_key_per_user")]
 
 
 # --- Object permissions ---------------------------------------------------------------

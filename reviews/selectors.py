@@ -4,6 +4,7 @@ from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
 
 from config.api_errors import NotFound
 from contracts.models import RESUME_THREAD_PERM, ContractGroupPermission, ContractUserPermission
@@ -11,10 +12,65 @@ from reviews.models import RESUME_TASK_PERM, ReviewTask, ReviewTaskGroupPermissi
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
 
 
-def review_task_list(*, tenant: Tenant, status: str | None = None) -> QuerySet[ReviewTask]:
-    tasks = ReviewTask.objects.filter(tenant=tenant).select_related("contract")
+QUEUE_ORDERINGS = {
+    "risk": ["-risk_score", "created_at"],
+    "-risk": ["risk_score", "-created_at"],
+    "age": ["created_at"],
+    "-age": ["-created_at"],
+    "deadline": ["due_at", "created_at"],
+    "-deadline": ["-due_at", "-created_at"],
+}
+
+
+def review_task_list(
+    *,
+    tenant: Tenant,
+    user: AbstractBaseUser | None = None,
+    membership: Membership | None = None,
+    status: str | None = None,
+    kind: str | None = None,
+    risk_min: float | None = None,
+    risk_max: float | None = None,
+    assignee: str | None = None,
+    contract: UUID | None = None,
+    created_after=None,
+    created_before=None,
+    updated_after=None,
+    updated_before=None,
+    actionable: bool = False,
+    now=None,
+) -> QuerySet[ReviewTask]:
+    """The tenant's review queue, filtered. `assignee` is "me", "none" (unclaimed or
+    claim expired) or a username; an expired claim counts as no claim at all."""
+    tasks = ReviewTask.objects.filter(tenant=tenant).select_related("contract", "claimed_by", "decided_by")
     if status:
         tasks = tasks.filter(status=status)
+    if kind:
+        tasks = tasks.filter(kind=kind)
+    if risk_min is not None:
+        tasks = tasks.filter(risk_score__gte=risk_min)
+    if risk_max is not None:
+        tasks = tasks.filter(risk_score__lte=risk_max)
+    if contract is not None:
+        tasks = tasks.filter(contract_id=contract)
+    if created_after is not None:
+        tasks = tasks.filter(created_at__gte=created_after)
+    if created_before is not None:
+        tasks = tasks.filter(created_at__lt=created_before)
+    if updated_after is not None:
+        tasks = tasks.filter(updated_at__gte=updated_after)
+    if updated_before is not None:
+        tasks = tasks.filter(updated_at__lt=updated_before)
+    if assignee:
+        now = now or timezone.now()
+        live = Q(claimed_by__isnull=False, claim_expires_at__gt=now)
+        if assignee == "none":
+            tasks = tasks.exclude(live)
+        else:
+            holder = Q(claimed_by=user) if assignee == "me" else Q(claimed_by__username=assignee)
+            tasks = tasks.filter(live & holder)
+    if actionable and user is not None and membership is not None:
+        tasks = tasks & review_task_actionable_list(tenant=tenant, user=user, membership=membership)
     return tasks
 
 
@@ -74,3 +130,14 @@ def resume_grants_get(*, tenant: Tenant, target) -> dict[str, list[str]]:
         "group__tenant_group__team", flat=True
     )
     return {"users": sorted(users), "teams": sorted(t for t in teams if t)}
+
+
+def review_task_history(*, task: ReviewTask) -> list[dict]:
+    """Everything that happened to the task, oldest first, from the audit trail."""
+    from tenants.models import AuditRecord
+
+    records = AuditRecord.objects.filter(tenant_id=task.tenant_id, target_type="reviewtask", target_id=str(task.pk)).order_by("created_at", "id")
+    return [
+        {"at": r.created_at.isoformat(), "actor": r.actor_username, "action": r.action, "interface": r.interface, "data": r.data}
+        for r in records
+    ]

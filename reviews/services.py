@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -9,12 +10,14 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
-from config.api_errors import Conflict, Forbidden, InvalidInput
+from config.api_errors import Conflict, Forbidden, IdempotencyKeyReused, InvalidInput, NotFound
 from contracts.graph.decisions import DECISION_MODELS
 from contracts.tasks import contract_drive_enqueue_on_commit
 from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermission, ContractUserPermission
+from reviews import events
 from reviews.models import (
     RESUME_TASK_PERM,
+    IdempotencyRecord,
     ReviewKind,
     ReviewStatus,
     ReviewTask,
@@ -22,7 +25,7 @@ from reviews.models import (
     ReviewTaskUserPermission,
 )
 from reviews.selectors import review_task_can_resume, review_task_get
-from tenants.models import Tenant
+from tenants.models import Role, Tenant
 from tenants.routing import review_team_for
 from tenants.selectors import membership_get
 from tenants.services import audit_record, tenant_group_get
@@ -37,6 +40,8 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
     which is what lets recovery re-run it after a crash."""
     if not pending:
         return []
+    tenant = Tenant.objects.get(pk=contract.tenant_id)
+    due_at = timezone.now() + timedelta(hours=tenant.review_due_hours)
     tasks = [
         ReviewTask(
             tenant_id=contract.tenant_id,
@@ -47,6 +52,7 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
             payload=item.payload,
             response_schema=item.response_schema,
             risk_score=float(item.payload.get("risk_score") or 0.0),
+            due_at=due_at,
         )
         for item in pending
     ]
@@ -60,7 +66,9 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
     # the run lease, but the constraint, not the lease, is what guarantees one task).
     ReviewTask.objects.bulk_create(new, ignore_conflicts=True)
     created = list(ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=[t.pk for t in new]))
-    _review_tasks_route(tenant=Tenant.objects.get(pk=contract.tenant_id), tasks=created)
+    _review_tasks_route(tenant=tenant, tasks=created)
+    for task in created:
+        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CREATED, task=task)
     return created
 
 
@@ -103,28 +111,96 @@ def review_decision_validate(*, kind: str, data: dict[str, Any]) -> dict[str, An
 
 
 def review_task_resume(
-    *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, data: dict[str, Any], via: str = "api"
+    *,
+    tenant: Tenant,
+    task_id: UUID | str,
+    user: AbstractBaseUser,
+    data: dict[str, Any],
+    via: str = "api",
+    now: datetime | None = None,
 ) -> ReviewTask:
     """Record a reviewer's decision exactly once, then queue the graph's resume.
 
-    Lock the task row, refuse unless it is still pending, record, commit. Of any number
-    of racing calls only the first sees `pending`; the rest get a Conflict. The graph is
-    resumed by a worker after commit (by interrupt id), never under this lock; a
-    decision recorded but not yet applied is re-driven by recovery.
+    Lock the task row, refuse unless it is still pending (and not claimed by someone
+    else), record, commit. Of any number of racing calls only the first sees `pending`;
+    the rest get a Conflict. The graph is resumed by a worker after commit (by interrupt
+    id), never under this lock; a decision recorded but not yet applied is re-driven by
+    recovery.
     """
+    return _resume(tenant=tenant, task_id=task_id, user=user, data=data, via=via, now=now)[0]
+
+
+def review_task_resume_idempotent(
+    *,
+    tenant: Tenant,
+    task_id: UUID | str,
+    user: AbstractBaseUser,
+    data: dict[str, Any],
+    key: str,
+    fingerprint: str,
+    via: str = "api",
+    now: datetime | None = None,
+) -> tuple[dict, bool]:
+    """As review_task_resume, keyed by the client's Idempotency-Key: a retry with the
+    same key and request gets the first receipt back without a second effect (returns
+    (receipt, replayed)); the same key with another request is refused."""
+    task, receipt, replayed = _resume(
+        tenant=tenant, task_id=task_id, user=user, data=data, via=via, now=now, idempotency=(key, fingerprint)
+    )
+    return receipt, replayed
+
+
+def resume_receipt(task: ReviewTask) -> dict[str, Any]:
+    return {
+        "id": str(task.pk),
+        "contract": str(task.contract_id),
+        "kind": task.kind,
+        "status": task.status,
+        "decision": task.decision,
+        "decided_at": task.decided_at.isoformat() if task.decided_at else None,
+    }
+
+
+def _resume(
+    *,
+    tenant: Tenant,
+    task_id: UUID | str,
+    user: AbstractBaseUser,
+    data: dict[str, Any],
+    via: str,
+    now: datetime | None,
+    idempotency: tuple[str, str] | None = None,
+) -> tuple[ReviewTask, dict, bool]:
     task = review_task_get(tenant=tenant, task_id=task_id)
     if not review_task_can_resume(task=task, user=user, membership=membership_get(tenant=tenant, user=user)):
         raise Forbidden("You may not resume this review task.")
     decision = review_decision_validate(kind=task.kind, data=data)
+    now = now or timezone.now()
 
     with transaction.atomic():
-        # The row lock serialises racing resumes of this task.
+        # The row lock serialises racing resumes of this task, and with them racing
+        # retries of one Idempotency-Key: the key's record is written in this same
+        # transaction, so a retry either sees it or waits for it.
         task = ReviewTask.objects.select_for_update().get(tenant=tenant, pk=task.pk)
+        if idempotency is not None:
+            key, fingerprint = idempotency
+            record = IdempotencyRecord.objects.filter(tenant=tenant, user=user, key=key).first()
+            if record is not None:
+                if record.fingerprint != fingerprint:
+                    raise IdempotencyKeyReused(
+                        "Idempotency-Key was already used with a different request.",
+                        fields={"Idempotency-Key": ["Already used with a different request."]},
+                    )
+                return task, record.response_body, True
         if task.status != ReviewStatus.PENDING:
             raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
+        if task.claimed_by_id not in (None, user.pk) and task.claim_expires_at and task.claim_expires_at > now:
+            raise Conflict(
+                f"This task is claimed by {task.claimed_by.get_username()} until {task.claim_expires_at.isoformat()}.",
+                extra={"status": task.status, **_claim_info(task)},
+            )
         if task.kind == ReviewKind.SIGNOFF:
             _four_eyes_check(task=task, user=user)
-        now = timezone.now()
         task.status = ReviewStatus.RESOLVED
         task.decision = {
             **decision,
@@ -135,10 +211,146 @@ def review_task_resume(
         }
         task.decided_by = user
         task.decided_at = now
-        task.save(update_fields=["status", "decision", "decided_by", "decided_at", "updated_at"])
+        # Resuming an unclaimed task claims it implicitly: the record shows who worked it.
+        task.claimed_by = user
+        task.claim_expires_at = None
+        task.save(update_fields=["status", "decision", "decided_by", "decided_at", "claimed_by", "claim_expires_at", "updated_at"])
+        receipt = resume_receipt(task)
+        if idempotency is not None:
+            IdempotencyRecord.objects.create(
+                tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1], response_status=202, response_body=receipt
+            )
         audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
                      data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id)})
+        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RESOLVED, task=task)
         contract_drive_enqueue_on_commit(tenant_id=tenant.id, contract_id=task.contract_id)
+    return task, receipt, False
+
+
+def review_tasks_resume_batch(
+    *, tenant: Tenant, user: AbstractBaseUser, items: list[dict[str, Any]], via: str = "api"
+) -> list[dict[str, Any]]:
+    """Apply each item on its own (its own authorisation, its own transaction): one
+    item's failure never touches another, and no item is ever half-applied."""
+    outcomes = []
+    for item in items:
+        task_id = item["id"]
+        data = {k: v for k, v in item.items() if k != "id"}
+        try:
+            task = review_task_resume(tenant=tenant, task_id=task_id, user=user, data=data, via=via)
+        except NotFound:
+            outcomes.append({"id": str(task_id), "outcome": "not_found"})
+        except Forbidden as exc:
+            outcomes.append({"id": str(task_id), "outcome": "forbidden", "message": exc.message})
+        except Conflict as exc:
+            outcomes.append({"id": str(task_id), "outcome": "conflict", "message": exc.message})
+        except InvalidInput as exc:
+            outcomes.append({"id": str(task_id), "outcome": "invalid", "message": exc.message, "fields": exc.fields})
+        else:
+            outcomes.append({"id": str(task_id), "outcome": "resolved", "receipt": resume_receipt(task)})
+    return outcomes
+
+
+# --- Claims ---------------------------------------------------------------------------
+
+
+def _claim_info(task: ReviewTask) -> dict[str, Any]:
+    return {
+        "claimed_by": task.claimed_by.get_username() if task.claimed_by_id else None,
+        "claim_expires_at": task.claim_expires_at.isoformat() if task.claim_expires_at else None,
+    }
+
+
+def review_task_claim(
+    *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, via: str = "api", now: datetime | None = None
+) -> ReviewTask:
+    """Give the caller a lease on the task (or renew their own). A live claim of
+    someone else is a Conflict naming the holder and the expiry; an expired one is
+    simply taken over."""
+    task = review_task_get(tenant=tenant, task_id=task_id)
+    if not review_task_can_resume(task=task, user=user, membership=membership_get(tenant=tenant, user=user)):
+        raise Forbidden("You may not work on this review task.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        # The row lock makes claim a compare-and-set: of N racing claims one wins.
+        task = ReviewTask.objects.select_for_update(of=("self",)).select_related("claimed_by").get(tenant=tenant, pk=task.pk)
+        if task.status != ReviewStatus.PENDING:
+            raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
+        if task.claimed_by_id not in (None, user.pk) and task.claim_expires_at and task.claim_expires_at > now:
+            raise Conflict(
+                f"This task is claimed by {task.claimed_by.get_username()} until {task.claim_expires_at.isoformat()}.",
+                extra=_claim_info(task),
+            )
+        renewal = task.claimed_by_id == user.pk and task.claim_expires_at and task.claim_expires_at > now
+        task.claimed_by = user
+        task.claim_expires_at = now + timedelta(seconds=tenant.claim_lease_seconds)
+        task.save(update_fields=["claimed_by", "claim_expires_at", "updated_at"])
+        audit_record(tenant=tenant, actor=user, action="review.claim_renewed" if renewal else "review.claimed",
+                     via=via, target=task, data=_claim_info(task))
+        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CLAIMED, task=task)
+    return task
+
+
+def review_task_release(
+    *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, via: str = "api", now: datetime | None = None
+) -> ReviewTask:
+    """Give a claim back. Only its holder may, or a tenant admin."""
+    task = review_task_get(tenant=tenant, task_id=task_id)
+    membership = membership_get(tenant=tenant, user=user)
+    now = now or timezone.now()
+    with transaction.atomic():
+        task = ReviewTask.objects.select_for_update(of=("self",)).select_related("claimed_by").get(tenant=tenant, pk=task.pk)
+        live = task.claimed_by_id is not None and task.claim_expires_at is not None and task.claim_expires_at > now
+        if task.status != ReviewStatus.PENDING or not live:
+            raise Conflict("This task has no live claim to release.", extra={"status": task.status})
+        if task.claimed_by_id != user.pk and (membership is None or membership.role != Role.ADMIN):
+            raise Forbidden("Only the holder of the claim, or a tenant admin, may release it.", extra=_claim_info(task))
+        previous = _claim_info(task)
+        task.claimed_by, task.claim_expires_at = None, None
+        task.save(update_fields=["claimed_by", "claim_expires_at", "updated_at"])
+        audit_record(tenant=tenant, actor=user, action="review.released", via=via, target=task, data=previous)
+        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RELEASED, task=task)
+    return task
+
+
+# --- Cancel ---------------------------------------------------------------------------
+
+
+def review_task_cancel(
+    *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, via: str = "api", now: datetime | None = None
+) -> ReviewTask:
+    """Close the task and end its contract's run in a defined state: every pending task
+    of the contract is cancelled, the contract becomes `cancelled`, and a worker then
+    ends the LangGraph thread (it is never left waiting on an interrupt)."""
+    from contracts.models import FINAL_STATUSES, ContractStatus
+
+    task = review_task_get(tenant=tenant, task_id=task_id)
+    now = now or timezone.now()
+    with transaction.atomic():
+        # Lock order: contract, then its tasks, then (in event_emit) the tenant row; the
+        # same order as the drive, so a cancel and a run cannot deadlock.
+        contract = Contract.objects.select_for_update().get(tenant=tenant, pk=task.contract_id)
+        if contract.status in FINAL_STATUSES:
+            raise Conflict(f"The contract is already {contract.status}.", extra={"status": contract.status})
+        pending = list(
+            ReviewTask.objects.select_for_update().filter(tenant=tenant, contract=contract, status=ReviewStatus.PENDING)
+        )
+        if task.pk not in {t.pk for t in pending}:
+            raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
+        for item in pending:
+            item.status = ReviewStatus.CANCELLED
+            item.claimed_by, item.claim_expires_at = None, None
+            item.save(update_fields=["status", "claimed_by", "claim_expires_at", "updated_at"])
+        contract.status = ContractStatus.CANCELLED
+        contract.completed_at = now
+        contract.save(update_fields=["status", "completed_at", "updated_at"])
+        audit_record(tenant=tenant, actor=user, action="review.cancelled", via=via, target=task,
+                     data={"contract": str(contract.pk), "cancelled_tasks": [str(t.pk) for t in pending]})
+        for item in pending:
+            events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CANCELLED, task=item)
+        events.event_emit(tenant_id=tenant.id, type=events.CONTRACT_COMPLETED, contract=contract)
+        contract_drive_enqueue_on_commit(tenant_id=tenant.id, contract_id=contract.pk)
+    task.refresh_from_db()
     return task
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.api_docs import error_responses
 from config.api_errors import Forbidden
 from tenants.models import Membership, Role, Tenant
 from tenants.selectors import audit_list, membership_get_by_id, membership_list, tenant_get_for_member
@@ -66,17 +68,19 @@ class MembershipOutputSerializer(serializers.Serializer):
 class MemberListCreateApi(TenantAPIView):
     roles = {"GET": ADMIN_ROLES, "POST": ADMIN_ROLES}
 
-    class InputSerializer(StrictInputSerializer):
+    class MemberAddInputSerializer(StrictInputSerializer):
         username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
         role = serializers.ChoiceField(choices=Role.choices)
         finance_approver = serializers.BooleanField(required=False, default=False)
 
+    @extend_schema(operation_id="members_list", responses={200: inline_serializer("MemberList", {"results": MembershipOutputSerializer(many=True)}), **error_responses(401, 403, 404, 429)})
     def get(self, request: Request, tenant_slug: str) -> Response:
         members = membership_list(tenant=self.tenant)
         return Response({"results": MembershipOutputSerializer(members, many=True).data})
 
+    @extend_schema(request=MemberAddInputSerializer, responses={201: MembershipOutputSerializer, **error_responses(400, 401, 403, 404, 409, 429)})
     def post(self, request: Request, tenant_slug: str) -> Response:
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.MemberAddInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         membership = member_add(tenant=self.tenant, actor=request.user, via="api", **serializer.validated_data)
         return Response(MembershipOutputSerializer(membership).data, status=status.HTTP_201_CREATED)
@@ -85,16 +89,18 @@ class MemberListCreateApi(TenantAPIView):
 class MemberDetailApi(TenantAPIView):
     roles = {"GET": ADMIN_ROLES, "PATCH": ADMIN_ROLES, "DELETE": ADMIN_ROLES}
 
-    class InputSerializer(StrictInputSerializer):
+    class MemberChangeInputSerializer(StrictInputSerializer):
         role = serializers.ChoiceField(choices=Role.choices, required=False)
         finance_approver = serializers.BooleanField(required=False)
 
+    @extend_schema(operation_id="members_get", responses={200: MembershipOutputSerializer, **error_responses(401, 403, 404, 429)})
     def get(self, request: Request, tenant_slug: str, member_id: int) -> Response:
         return Response(MembershipOutputSerializer(membership_get_by_id(tenant=self.tenant, member_id=member_id)).data)
 
+    @extend_schema(request=MemberChangeInputSerializer, responses={200: MembershipOutputSerializer, **error_responses(400, 401, 403, 404, 409, 429)})
     def patch(self, request: Request, tenant_slug: str, member_id: int) -> Response:
         membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
-        serializer = self.InputSerializer(data=request.data)
+        serializer = self.MemberChangeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         membership = member_change(
@@ -106,6 +112,7 @@ class MemberDetailApi(TenantAPIView):
         )
         return Response(MembershipOutputSerializer(membership).data)
 
+    @extend_schema(responses={204: None, **error_responses(401, 403, 404, 409, 429)})
     def delete(self, request: Request, tenant_slug: str, member_id: int) -> Response:
         membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
         member_remove(membership=membership, actor=request.user, via="api")
@@ -126,6 +133,7 @@ class AuditRecordOutputSerializer(serializers.Serializer):
 class AuditListApi(TenantAPIView):
     roles = {"GET": ADMIN_ROLES}
 
+    @extend_schema(responses={200: inline_serializer("AuditList", {"results": AuditRecordOutputSerializer(many=True)}), **error_responses(401, 403, 404, 429)})
     def get(self, request: Request, tenant_slug: str) -> Response:
         records = audit_list(tenant=self.tenant)[:200]
         return Response({"results": AuditRecordOutputSerializer(records, many=True).data})

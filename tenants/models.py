@@ -28,6 +28,12 @@ class Tenant(models.Model):
     signoff_role = models.CharField(
         max_length=20, default="senior_reviewer", choices=[("senior_reviewer", "Senior reviewer"), ("admin", "Tenant admin")]
     )
+    # How long a reviewer's claim on a task lasts before it returns to the queue.
+    claim_lease_seconds = models.PositiveIntegerField(default=15 * 60, validators=[MinValueValidator(10)])
+    # A new review task is due this many hours after it is created (queue ordering by deadline).
+    review_due_hours = models.PositiveIntegerField(default=24, validators=[MinValueValidator(1)])
+    # Last sequence number given to one of this tenant's queue events (see reviews.events).
+    event_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

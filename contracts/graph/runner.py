@@ -158,3 +158,10 @@ def thread_resume(thread_id: str, answers: dict[str, dict]) -> RunSnapshot:
     pending, a bare value could be routed to the wrong one."""
     contract_graph().invoke(Command(resume=answers), _config(thread_id))
     return thread_snapshot(thread_id)
+
+
+def thread_end(thread_id: str, *, outcome: str) -> RunSnapshot:
+    """End a thread that waits on interrupts without answering them (a cancel): the
+    state is updated as if `finalize` had run, so the thread has nothing left to do."""
+    contract_graph().update_state(_config(thread_id), {"human_decision": outcome}, as_node="finalize")
+    return thread_snapshot(thread_id)

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def submit(world, text: str, title: str = "MSA") -> dict:
     response = world.agent.client.post(world.url("contracts/"), {"title": title, "text": text}, format="json")
-    assert response.status_code == 201, response.content
+    assert response.status_code == 202, response.content
     return response.json()
 
 
