@@ -50,7 +50,9 @@ class TenantAPIView(APIView):
         method = request.method.lower()
         handled = method in self.http_method_names and hasattr(self, method) and method != "options"
         # A method with no handler falls through to DRF's 405.
-        if handled and self.membership.role not in self.roles.get(request.method, frozenset()):
+        # Django serves HEAD with the GET handler, so HEAD is allowed to whoever may GET.
+        roles = self.roles.get("GET" if request.method == "HEAD" else request.method, frozenset())
+        if handled and self.membership.role not in roles:
             raise Forbidden("Your role may not do this.")
 
 
