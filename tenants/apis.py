@@ -14,8 +14,15 @@ from rest_framework.views import APIView
 from config.api_docs import error_responses
 from config.api_errors import Forbidden
 from tenants.models import Membership, Role, Tenant
-from tenants.selectors import audit_list, membership_get_by_id, membership_list, tenant_get_for_member
-from tenants.services import member_add, member_change, member_remove
+from tenants.selectors import (
+    agent_token_get,
+    agent_token_list,
+    audit_list,
+    membership_get_by_id,
+    membership_list,
+    tenant_get_for_member,
+)
+from tenants.services import agent_token_issue, agent_token_revoke, member_add, member_change, member_remove
 
 
 class StrictInputSerializer(serializers.Serializer):
@@ -139,3 +146,49 @@ class AuditListApi(TenantAPIView):
     def get(self, request: Request, tenant_slug: str) -> Response:
         records = audit_list(tenant=self.tenant)[:200]
         return Response({"results": AuditRecordOutputSerializer(records, many=True).data})
+
+
+# --- Agent tokens (tenant admins only) ----------------------------------------------------
+
+
+class TokenOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    prefix = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    revoked_at = serializers.DateTimeField(allow_null=True)
+
+
+class AgentTokenListCreateApi(TenantAPIView):
+    roles = {"GET": ADMIN_ROLES, "POST": ADMIN_ROLES}
+
+    class TokenIssueInputSerializer(StrictInputSerializer):
+        name = serializers.CharField(max_length=100, default="default")
+
+    @extend_schema(operation_id="member_tokens_list", responses={200: inline_serializer("TokenList", {"results": TokenOutputSerializer(many=True)}), **error_responses(401, 403, 404, 429)})
+    def get(self, request: Request, tenant_slug: str, member_id: int) -> Response:
+        membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
+        return Response({"results": TokenOutputSerializer(agent_token_list(membership=membership), many=True).data})
+
+    @extend_schema(
+        request=TokenIssueInputSerializer,
+        responses={201: inline_serializer("IssuedToken", {"id": serializers.IntegerField(), "name": serializers.CharField(), "prefix": serializers.CharField(), "key": serializers.CharField()}), **error_responses(400, 401, 403, 404, 409, 429)},
+    )
+    def post(self, request: Request, tenant_slug: str, member_id: int) -> Response:
+        membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
+        serializer = self.TokenIssueInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        token, key = agent_token_issue(membership=membership, name=serializer.validated_data["name"], actor=request.user, via="api")
+        # The clear key is shown this once; only its hash is stored.
+        return Response({"id": token.pk, "name": token.name, "prefix": token.prefix, "key": key}, status=status.HTTP_201_CREATED)
+
+
+class AgentTokenRevokeApi(TenantAPIView):
+    roles = {"POST": ADMIN_ROLES}
+
+    @extend_schema(request=None, responses={200: TokenOutputSerializer, **error_responses(401, 403, 404, 429)})
+    def post(self, request: Request, tenant_slug: str, member_id: int, token_id: int) -> Response:
+        membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
+        token = agent_token_get(membership=membership, token_id=token_id)
+        agent_token_revoke(membership=membership, token=token, actor=request.user, via="api")
+        return Response(TokenOutputSerializer(token).data)

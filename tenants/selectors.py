@@ -4,7 +4,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from config.api_errors import NotFound
-from tenants.models import AuditRecord, Membership, Tenant
+from tenants.models import ApiToken, AuditRecord, Membership, Tenant
 
 
 def tenant_get_for_member(*, slug: str, user: AbstractBaseUser) -> tuple[Tenant, Membership]:
@@ -41,3 +41,14 @@ def membership_get_by_username(*, tenant: Tenant, username: str) -> Membership |
 
 def audit_list(*, tenant: Tenant) -> QuerySet[AuditRecord]:
     return AuditRecord.objects.filter(tenant=tenant)
+
+
+def agent_token_list(*, membership: Membership) -> QuerySet[ApiToken]:
+    return ApiToken.objects.filter(user_id=membership.user_id).order_by("-created_at")
+
+
+def agent_token_get(*, membership: Membership, token_id: int) -> ApiToken:
+    token = agent_token_list(membership=membership).filter(pk=token_id).first()
+    if token is None:
+        raise NotFound()
+    return token

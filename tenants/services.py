@@ -159,3 +159,25 @@ def member_remove(*, membership: Membership, actor: AbstractBaseUser, via: str) 
         if membership.role == Role.ADMIN and _admins_left_after(membership, None) == 0:
             raise Conflict("A tenant keeps at least one admin.", fields={"member": ["The last admin cannot be removed."]})
         membership_remove(membership=membership, actor=actor, via=via)
+
+
+def agent_token_issue(*, membership: Membership, name: str, actor: AbstractBaseUser, via: str) -> tuple[ApiToken, str]:
+    """A tenant admin issues an API token for one of the tenant's agents (service
+    accounts). Only for an agent that belongs to this tenant alone: a token is the
+    user's, so issuing one for someone also in another tenant would reach into it."""
+    if membership.role != Role.AGENT:
+        raise Conflict("Tokens are issued here for agents only.", fields={"member": ["Not an agent."]})
+    if Membership.objects.filter(user_id=membership.user_id).exclude(tenant_id=membership.tenant_id).exists():
+        raise Conflict("This agent also belongs to another tenant.", fields={"member": ["Belongs to another tenant too."]})
+    with transaction.atomic():
+        token, key = api_token_create(user=membership.user, name=name)
+        audit_record(tenant=membership.tenant, actor=actor, action="token.issued", via=via, target=membership,
+                     data={"user": membership.user.get_username(), "token": token.prefix, "name": name})
+    return token, key
+
+
+def agent_token_revoke(*, membership: Membership, token: ApiToken, actor: AbstractBaseUser, via: str) -> None:
+    with transaction.atomic():
+        api_token_revoke(token=token)
+        audit_record(tenant=membership.tenant, actor=actor, action="token.revoked", via=via, target=membership,
+                     data={"user": membership.user.get_username(), "token": token.prefix})

@@ -1,9 +1,11 @@
 from django.urls import path
 
-from tenants.apis import AuditListApi, MemberDetailApi, MemberListCreateApi
+from tenants import apis
 
 urlpatterns = [
-    path("members/", MemberListCreateApi.as_view(), name="member-list"),
-    path("members/<int:member_id>/", MemberDetailApi.as_view(), name="member-detail"),
-    path("audit/", AuditListApi.as_view(), name="audit-list"),
+    path("members/", apis.MemberListCreateApi.as_view(), name="member-list"),
+    path("members/<int:member_id>/", apis.MemberDetailApi.as_view(), name="member-detail"),
+    path("members/<int:member_id>/tokens/", apis.AgentTokenListCreateApi.as_view(), name="member-tokens"),
+    path("members/<int:member_id>/tokens/<int:token_id>/revoke/", apis.AgentTokenRevokeApi.as_view(), name="member-token-revoke"),
+    path("audit/", apis.AuditListApi.as_view(), name="audit-list"),
 ]
