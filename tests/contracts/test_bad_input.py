@@ -1,0 +1,184 @@
+"""Malformed input is a clear 400 naming the field, and writes nothing: no decision, no
+contract, no queued run, no checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.conf import settings as django_settings
+from django_tasks_db.models import DBTaskResult
+
+from contracts.graph.runner import thread_snapshot
+from contracts.models import Contract
+from reviews.models import ReviewTask
+from tests.factories import HIGH_RISK_LARGE_PAYMENT_TEXT, HIGH_RISK_TEXT
+from tests.support import checkpoint_trail, fast_passwords
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
+
+# A valid request would leave a row here: the queue is the database while bad input is sent.
+DATABASE_BACKEND = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    fast_passwords(settings)
+
+
+@pytest.fixture
+def waiting(acme, settings):
+    """A contract waiting for a legal and a finance review (run by the immediate
+    backend), then the queue switched to the database."""
+    body = {"title": "MSA", "text": HIGH_RISK_LARGE_PAYMENT_TEXT}
+    response = acme.agent.client.post(acme.url("contracts/"), body, format="json")
+    assert response.status_code == 202, response.content
+    tasks = {task.kind: task for task in ReviewTask.objects.filter(contract_id=response.json()["id"])}
+    assert set(tasks) == {"legal", "finance"}
+    settings.TASKS = DATABASE_BACKEND
+    assert DBTaskResult.objects.count() == 0
+    return tasks
+
+
+def post_raw(member, url: str, body: str):
+    return member.client.post(url, body, content_type="application/json")
+
+
+def assert_bad_request(response, *field_names: str) -> dict:
+    assert response.status_code == 400, (response.status_code, response.content[:500])
+    error = response.json()["error"]
+    assert error["code"] in {"invalid", "parse_error"}
+    assert error["message"]
+    for name in field_names:
+        assert name in error["fields"], error
+        assert all(isinstance(m, str) and m for m in error["fields"][name])
+    return error
+
+
+def assert_task_untouched(task: ReviewTask, trail_before) -> None:
+    fresh = ReviewTask.objects.get(pk=task.pk)
+    assert fresh.status == "pending"
+    assert fresh.decision is None and fresh.decided_by_id is None and fresh.decided_at is None
+    assert fresh.applied_at is None
+    assert Contract.objects.get(pk=task.contract_id).status == "waiting_for_review"
+    assert DBTaskResult.objects.count() == 0
+    assert checkpoint_trail(task.thread_id) == trail_before
+    assert task.interrupt_id in {p.id for p in thread_snapshot(task.thread_id).pending}
+
+
+RESUME_CASES = [
+    # (kind, body, field the error must name)
+    pytest.param("legal", {"decision": "maybe"}, "decision", id="unknown-decision"),
+    pytest.param("legal", {"decision": "APPROVE"}, "decision", id="decision-wrong-case"),
+    pytest.param("legal", {"decision": None}, "decision", id="decision-null"),
+    pytest.param("legal", {}, "decision", id="decision-missing"),
+    pytest.param(
+        "legal", {"decision": "amend", "amendments": "cap liability"}, "amendments", id="amendments-not-a-list"
+    ),
+    pytest.param("legal", {"decision": "amend", "amendments": [1, 2]}, "amendments.0", id="amendments-not-strings"),
+    pytest.param("legal", {"decision": "amend"}, "amendments", id="amend-without-amendments"),
+    pytest.param("legal", {"decision": "amend", "amendments": []}, "amendments", id="amend-with-empty-list"),
+    pytest.param("legal", {"decision": "amend", "amendments": ["   "]}, "amendments", id="amend-blank-amendment"),
+    pytest.param("legal", {"decision": "approve", "amendments": ["x"]}, "amendments", id="amendments-with-approve"),
+    pytest.param("legal", {"decision": "approve", "comment": 5}, "comment", id="comment-not-a-string"),
+    pytest.param("legal", {"decision": "approve", "decided_by": 1}, "decided_by", id="client-sets-decided_by"),
+    pytest.param("legal", {"decision": "approve", "status": "resolved"}, "status", id="unknown-field-status"),
+    pytest.param("legal", {"decision": "approve", "task_id": "x"}, "task_id", id="client-sets-task_id"),
+    pytest.param("finance", {"decision": "amend", "amendments": ["x"]}, "decision", id="finance-cannot-amend"),
+]
+
+
+@pytest.mark.parametrize(("kind", "body", "field"), RESUME_CASES)
+def test_bad_decision_is_a_400_naming_the_field_and_writes_nothing(acme, waiting, kind, body, field):
+    task = waiting[kind]
+    member = acme.reviewer2 if kind == "finance" else acme.reviewer
+    trail = checkpoint_trail(task.thread_id)
+
+    response = member.client.post(acme.url(f"reviews/{task.pk}/resume/"), body, format="json")
+
+    assert_bad_request(response, field)
+    assert_task_untouched(task, trail)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        pytest.param('["approve"]', id="list"),
+        pytest.param('"approve"', id="string"),
+        pytest.param("42", id="number"),
+        pytest.param("null", id="null"),
+    ],
+)
+def test_resume_body_that_is_not_an_object_is_a_400(acme, waiting, raw):
+    task = waiting["legal"]
+    trail = checkpoint_trail(task.thread_id)
+    response = post_raw(acme.reviewer, acme.url(f"reviews/{task.pk}/resume/"), raw)
+    assert_bad_request(response, "non_field_errors")
+    assert_task_untouched(task, trail)
+
+
+def test_resume_body_that_is_not_json_is_a_400(acme, waiting):
+    task = waiting["legal"]
+    trail = checkpoint_trail(task.thread_id)
+    response = post_raw(acme.reviewer, acme.url(f"reviews/{task.pk}/resume/"), '{"decision": "approve"')
+    assert_bad_request(response)
+    assert_task_untouched(task, trail)
+
+
+TEXT_LIMIT = django_settings.CONTRACT_TEXT_MAX_CHARS
+
+CREATE_CASES = [
+    pytest.param({"text": HIGH_RISK_TEXT}, "title", id="missing-title"),
+    pytest.param({"title": "", "text": HIGH_RISK_TEXT}, "title", id="blank-title"),
+    pytest.param({"title": "x" * 201, "text": HIGH_RISK_TEXT}, "title", id="title-too-long"),
+    pytest.param({"title": "MSA"}, "text", id="missing-text"),
+    pytest.param({"title": "MSA", "text": ""}, "text", id="blank-text"),
+    pytest.param({"title": "MSA", "text": "x" * (TEXT_LIMIT + 1)}, "text", id="text-over-the-limit"),
+    pytest.param({"title": "MSA", "text": ["a", "b"]}, "text", id="text-not-a-string"),
+    pytest.param({"title": "MSA", "text": HIGH_RISK_TEXT, "status": "approved"}, "status", id="unknown-field-status"),
+    pytest.param({"title": "MSA", "text": HIGH_RISK_TEXT, "tenant": "globex"}, "tenant", id="unknown-field-tenant"),
+]
+
+
+@pytest.mark.parametrize(("body", "field"), CREATE_CASES)
+def test_bad_contract_is_a_400_naming_the_field_and_creates_nothing(acme, settings, body, field):
+    settings.TASKS = DATABASE_BACKEND
+    response = acme.agent.client.post(acme.url("contracts/"), body, format="json")
+    assert_bad_request(response, field)
+    assert Contract.objects.count() == 0
+    assert DBTaskResult.objects.count() == 0
+
+
+def test_text_exactly_at_the_limit_is_accepted(acme, settings):
+    settings.TASKS = DATABASE_BACKEND  # enqueue only: the point is the validation
+    response = acme.agent.client.post(acme.url("contracts/"), {"title": "MSA", "text": "x" * TEXT_LIMIT}, format="json")
+    assert response.status_code == 202, response.content[:500]
+    assert Contract.objects.count() == 1 and DBTaskResult.objects.count() == 1
+
+
+@pytest.mark.parametrize("raw", ['["MSA", "text"]', '"MSA"', "null"])
+def test_contract_body_that_is_not_an_object_is_a_400(acme, settings, raw):
+    settings.TASKS = DATABASE_BACKEND
+    response = post_raw(acme.agent, acme.url("contracts/"), raw)
+    assert_bad_request(response, "non_field_errors")
+    assert Contract.objects.count() == 0 and DBTaskResult.objects.count() == 0
+
+
+def test_body_over_the_upload_limit_is_a_413_not_a_500(acme, settings):
+    settings.TASKS = DATABASE_BACKEND
+    text = "x" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    response = post_raw(acme.agent, acme.url("contracts/"), json.dumps({"title": "MSA", "text": text}))
+    assert response.status_code == 413, (response.status_code, response.content[:500])
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert Contract.objects.count() == 0 and DBTaskResult.objects.count() == 0
+
+
+def test_resume_body_over_the_upload_limit_is_a_413_and_writes_nothing(acme, waiting):
+    task = waiting["legal"]
+    trail = checkpoint_trail(task.thread_id)
+    comment = "x" * (django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1)
+    body = json.dumps({"decision": "approve", "comment": comment})
+    response = post_raw(acme.reviewer, acme.url(f"reviews/{task.pk}/resume/"), body)
+    assert response.status_code == 413, (response.status_code, response.content[:500])
+    assert response.json()["error"]["code"] == "payload_too_large"
+    assert_task_untouched(task, trail)

@@ -1,0 +1,197 @@
+"""config/env.py: every malformed value is an ImproperlyConfigured naming its variable,
+and a misconfigured process refuses to start with a message that says why."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import database_from_url, env_bool, env_int, env_list, env_str, redis_url
+from tests.support import HANG_GUARD_SECONDS, PROJECT_DIR, PYTHON
+
+pytestmark = pytest.mark.embedded
+
+BASE = Path("/srv/app")
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "tru", "yes please", "enabled"])
+def test_malformed_bool_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("DEBUG", raw)
+    with pytest.raises(ImproperlyConfigured, match=r"^DEBUG must be a boolean") as exc:
+        env_bool("DEBUG", False)
+    assert repr(raw) in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("1", True), ("TRUE", True), (" on ", True), ("no", False), ("0", False), ("", False)]
+)
+def test_bool_accepts_the_usual_spellings(monkeypatch, raw, value):
+    monkeypatch.setenv("DEBUG", raw)
+    assert env_bool("DEBUG", not value) is value
+
+
+def test_unset_values_take_their_default(monkeypatch):
+    for name in ("DEBUG", "SOME_INT", "SOME_LIST", "SOME_STR"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_bool("DEBUG", True) is True
+    assert env_int("SOME_INT", 7) == 7
+    assert env_list("SOME_LIST", ["a"]) == ["a"]
+    assert env_str("SOME_STR", "x") == "x"
+
+
+def test_a_required_string_that_is_unset_names_the_variable(monkeypatch):
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    with pytest.raises(ImproperlyConfigured, match=r"^SECRET_KEY must be set$"):
+        env_str("SECRET_KEY")
+
+
+@pytest.mark.parametrize("raw", ["ten", "1.5", "", "0x10", "1e3"])
+def test_malformed_int_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("RUN_LEASE_SECONDS", raw)
+    with pytest.raises(ImproperlyConfigured, match=r"^RUN_LEASE_SECONDS must be an integer"):
+        env_int("RUN_LEASE_SECONDS", 300, minimum=5)
+
+
+def test_int_below_its_minimum_names_the_variable(monkeypatch):
+    monkeypatch.setenv("RUN_LEASE_SECONDS", "4")
+    with pytest.raises(ImproperlyConfigured, match=r"^RUN_LEASE_SECONDS must be at least 5, got 4$"):
+        env_int("RUN_LEASE_SECONDS", 300, minimum=5)
+    monkeypatch.setenv("RUN_LEASE_SECONDS", "5")
+    assert env_int("RUN_LEASE_SECONDS", 300, minimum=5) == 5
+
+
+@pytest.mark.parametrize("raw", ["", ",", " , ,"])
+def test_empty_list_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("ALLOWED_HOSTS", raw)
+    with pytest.raises(ImproperlyConfigured, match=r"^ALLOWED_HOSTS must be a comma-separated list"):
+        env_list("ALLOWED_HOSTS", ["localhost"])
+
+
+def test_list_is_split_and_trimmed(monkeypatch):
+    monkeypatch.setenv("ALLOWED_HOSTS", " a.example , b.example,")
+    assert env_list("ALLOWED_HOSTS", []) == ["a.example", "b.example"]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://root@db/app", r"^DATABASE_URL must start with postgres:// or sqlite:///, got scheme 'mysql'"),
+        ("db.example:5432/app", r"^DATABASE_URL must start with postgres://"),
+        ("", r"^DATABASE_URL must start with postgres://"),
+        ("postgres://db.example:5432/", r"^DATABASE_URL must name a database"),
+        ("postgres://db.example:port/app", r"^DATABASE_URL has a malformed port"),
+        ("postgres://db.example:99999/app", r"^DATABASE_URL has a malformed port"),
+        ("sqlite://", r"^DATABASE_URL must name a file"),
+    ],
+)
+def test_malformed_database_url_names_the_variable(url, message):
+    with pytest.raises(ImproperlyConfigured, match=message):
+        database_from_url("DATABASE_URL", url, base_dir=BASE)
+
+
+def test_postgres_url_is_translated():
+    url = "postgresql://app:p%40ss@db.example:6543/hitl?sslmode=require"
+    db = database_from_url("DATABASE_URL", url, base_dir=BASE)
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["NAME"], db["USER"], db["PASSWORD"]) == ("hitl", "app", "p@ss")
+    assert (db["HOST"], db["PORT"]) == ("db.example", "6543")
+    assert db["OPTIONS"] == {"sslmode": "require"}
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [("sqlite:///var/app.sqlite3", str(BASE / "var/app.sqlite3")), ("sqlite:////tmp/app.sqlite3", "/tmp/app.sqlite3")],
+)
+def test_sqlite_url_is_relative_to_the_project_or_absolute(url, name):
+    db = database_from_url("DATABASE_URL", url, base_dir=BASE)
+    assert db["ENGINE"] == "django.db.backends.sqlite3"
+    # sqlite://// keeps a POSIX "//" prefix ("//tmp/app.sqlite3"): the same file.
+    assert os.path.realpath(db["NAME"]) == name
+
+
+@pytest.mark.parametrize("raw", ["http://cache:6379/0", "cache:6379", "redis://", "redis:///0", "memcached://cache"])
+def test_malformed_redis_url_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("REDIS_URL", raw)
+    with pytest.raises(ImproperlyConfigured, match=r"^REDIS_URL must look like redis://host:6379/0"):
+        redis_url("REDIS_URL")
+
+
+@pytest.mark.parametrize(
+    "raw", ["redis://cache:6379/0", "rediss://:secret@cache.example:6380/1", "unix:///run/redis.sock"]
+)
+def test_well_formed_redis_url_is_kept(monkeypatch, raw):
+    monkeypatch.setenv("REDIS_URL", raw)
+    assert redis_url("REDIS_URL") == raw
+
+
+def test_empty_or_unset_redis_url_means_in_memory(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", "")
+    assert redis_url("REDIS_URL") is None
+    monkeypatch.delenv("REDIS_URL")
+    assert redis_url("REDIS_URL") is None
+
+
+# --- Start-up in a fresh process, with nothing but what the test sets ----------------
+
+GOOD_KEY = "k" * 50
+
+
+def start(**variables: str) -> subprocess.CompletedProcess:
+    """Load the settings the way a server does, in a clean environment."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DJANGO_SETTINGS_MODULE": "config.settings", **variables}
+    return subprocess.run(
+        [PYTHON, "-c", "import django; django.setup(); print('started')"],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD_SECONDS,
+    )
+
+
+def test_start_up_without_secret_key_and_debug_off_fails_clearly():
+    result = start()
+    assert result.returncode != 0
+    assert "django.core.exceptions.ImproperlyConfigured: SECRET_KEY must be set" in result.stderr
+    assert "started" not in result.stdout
+
+
+def test_start_up_with_debug_on_gets_a_development_key():
+    result = start(DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "started"
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 32 characters long"),
+        ({"SECRET_KEY": GOOD_KEY, "DEBUG": "maybe"}, "DEBUG must be a boolean (true/false/1/0), got 'maybe'"),
+        ({"SECRET_KEY": GOOD_KEY, "DATABASE_URL": "mysql://db/app"}, "DATABASE_URL must start with postgres://"),
+        ({"SECRET_KEY": GOOD_KEY, "REDIS_URL": "http://cache"}, "REDIS_URL must look like redis://host:6379/0"),
+        ({"SECRET_KEY": GOOD_KEY, "RUN_LEASE_SECONDS": "soon"}, "RUN_LEASE_SECONDS must be an integer, got 'soon'"),
+        (
+            {"SECRET_KEY": GOOD_KEY, "DATA_UPLOAD_MAX_MEMORY_SIZE": "10"},
+            "DATA_UPLOAD_MAX_MEMORY_SIZE must be at least 1024",
+        ),
+        ({"SECRET_KEY": GOOD_KEY, "TASKS_BACKEND": "celery"}, "TASKS_BACKEND must be one of ['database', 'immediate']"),
+    ],
+)
+def test_start_up_with_a_malformed_variable_fails_naming_it(variables, message):
+    result = start(**variables)
+    assert result.returncode != 0
+    assert f"ImproperlyConfigured: {message}" in result.stderr, result.stderr[-2000:]
+
+
+def test_start_up_with_a_complete_environment_succeeds():
+    result = start(
+        SECRET_KEY=GOOD_KEY,
+        DATABASE_URL="postgres://app@db.example:5432/hitl",
+        REDIS_URL="redis://cache:6379/0",
+        TASKS_BACKEND="database",
+    )
+    assert result.returncode == 0, result.stderr
