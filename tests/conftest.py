@@ -83,3 +83,10 @@ def _checkpointer_connections_closed(django_db_setup, django_db_blocker):
     from contracts.graph.runner import contract_graph_close
 
     contract_graph_close()
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Each world hashes six passwords; PBKDF2 at full strength costs ~0.3 s apiece and
+    nothing here tests password hashing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

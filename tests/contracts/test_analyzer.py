@@ -161,12 +161,6 @@ def test_payment_amounts_are_extracted_with_scale_and_currency(phrase, amount, c
     assert payment["start"] == text.index(phrase)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="analyzer._NUMBER knows ',', space and NBSP as thousands separators but not '.', and "
-    "_AMOUNT's trailing currency accepts codes and words but no symbol: common European forms are "
-    "misread (EUR 1.000.000 -> 1.0) or missed, so a large payment escapes finance review",
-)
 @pytest.mark.parametrize(
     ("phrase", "amount"),
     [
