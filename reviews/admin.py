@@ -212,7 +212,10 @@ class _ResumeGrantAdmin(TenantScopedAdmin):
         target = form.cleaned_data["content_object"]
         resume_permission_set(tenant=target.tenant, target=target, grant=True, actor=request.user, via="admin",
                               **{self.holder_field: form.cleaned_data[self.holder_field]})
-        obj.pk = type(obj).objects.filter(content_object=target, **{self.holder_field: form.cleaned_data[self.holder_field]}).values_list("pk", flat=True).first()
+        # The service wrote the row; show the admin that row (its log entry reads it).
+        saved = type(obj).objects.get(tenant=target.tenant, content_object=target,
+                                      **{self.holder_field: form.cleaned_data[self.holder_field]})
+        obj.pk, obj.tenant_id, obj.permission_id = saved.pk, saved.tenant_id, saved.permission_id
 
     def delete_model(self, request, obj):
         resume_permission_set(tenant=obj.tenant, target=obj.content_object, grant=False, actor=request.user,

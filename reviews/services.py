@@ -25,7 +25,7 @@ from reviews.models import (
     ReviewTaskUserPermission,
 )
 from reviews.selectors import review_task_can_resume, review_task_get
-from tenants.models import Role, Tenant
+from tenants.models import Membership, Role, Tenant, TenantGroup
 from tenants.routing import review_team_for
 from tenants.selectors import membership_get
 from tenants.services import audit_record, tenant_group_get
@@ -273,7 +273,7 @@ def review_task_claim(
     now = now or timezone.now()
     with transaction.atomic():
         # The row lock makes claim a compare-and-set: of N racing claims one wins.
-        task = ReviewTask.objects.select_for_update(of=("self",)).select_related("claimed_by").get(tenant=tenant, pk=task.pk)
+        task = ReviewTask.objects.select_for_update().get(tenant=tenant, pk=task.pk)
         if task.status != ReviewStatus.PENDING:
             raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
         if task.claimed_by_id not in (None, user.pk) and task.claim_expires_at and task.claim_expires_at > now:
@@ -299,7 +299,7 @@ def review_task_release(
     membership = membership_get(tenant=tenant, user=user)
     now = now or timezone.now()
     with transaction.atomic():
-        task = ReviewTask.objects.select_for_update(of=("self",)).select_related("claimed_by").get(tenant=tenant, pk=task.pk)
+        task = ReviewTask.objects.select_for_update().get(tenant=tenant, pk=task.pk)
         live = task.claimed_by_id is not None and task.claim_expires_at is not None and task.claim_expires_at > now
         if task.status != ReviewStatus.PENDING or not live:
             raise Conflict("This task has no live claim to release.", extra={"status": task.status})
@@ -388,8 +388,14 @@ def resume_permission_set(
     Only tenant admins may call this (checked by the callers' shared permission)."""
     if (user is None) == (group is None):
         raise InvalidInput("Give exactly one of user or group.", fields={"user": ["Give exactly one of user or group."]})
+    # Callers look targets and holders up by tenant; checked here too, so no caller can
+    # write a grant that crosses tenants.
     if target.tenant_id != tenant.id:
-        raise InvalidInput("Target is not in this tenant.")  # callers look targets up by tenant; belt and braces
+        raise InvalidInput("Target is not in this tenant.", fields={"target": ["Not in this tenant."]})
+    if user is not None and not Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise InvalidInput("user: not a member of this tenant.", fields={"user": ["Not a member of this tenant."]})
+    if group is not None and not TenantGroup.objects.filter(tenant=tenant, group=group).exists():
+        raise InvalidInput("group: not a team of this tenant.", fields={"group": ["Not a team of this tenant."]})
     user_model, group_model, codename = GRANT_MODELS[type(target)]
     permission = _permission(type(target), codename)
     with transaction.atomic():

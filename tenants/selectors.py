@@ -3,8 +3,8 @@ from __future__ import annotations
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
-from config.api_errors import NotFound
-from tenants.models import ApiToken, AuditRecord, Membership, Tenant
+from config.api_errors import Conflict, NotFound
+from tenants.models import ApiToken, AuditRecord, Membership, Role, Tenant
 
 
 def tenant_get_for_member(*, slug: str, user: AbstractBaseUser) -> tuple[Tenant, Membership]:
@@ -43,7 +43,23 @@ def audit_list(*, tenant: Tenant) -> QuerySet[AuditRecord]:
     return AuditRecord.objects.filter(tenant=tenant)
 
 
+def agent_token_owner_check(*, membership: Membership) -> None:
+    """Token operations are for the tenant's own service accounts. A token belongs to the
+    user, so touching the tokens of someone who is also in another tenant (or of a
+    platform operator) would reach beyond this tenant."""
+    user = membership.user
+    if membership.role != Role.AGENT:
+        raise Conflict("Tokens are managed here for agents only.", fields={"member": ["Not an agent."]})
+    if user.is_staff or user.is_superuser:
+        raise Conflict("Tokens of staff accounts are managed by the platform.", fields={"member": ["Staff account."]})
+    if Membership.objects.filter(user_id=membership.user_id).exclude(tenant_id=membership.tenant_id).exists():
+        raise Conflict("This agent also belongs to another tenant.", fields={"member": ["Belongs to another tenant too."]})
+
+
 def agent_token_list(*, membership: Membership) -> QuerySet[ApiToken]:
+    """Tokens of one of the tenant's own agents (see tenants.services); nothing for a
+    member who also belongs elsewhere, whose tokens are not this tenant's to show."""
+    agent_token_owner_check(membership=membership)
     return ApiToken.objects.filter(user_id=membership.user_id).order_by("-created_at")
 
 

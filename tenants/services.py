@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from config.api_errors import Conflict
 from tenants.models import ApiToken, AuditRecord, Membership, Role, Team, Tenant, TenantGroup
+from tenants.selectors import agent_token_owner_check
 
 
 def api_token_create(*, user: AbstractBaseUser, name: str = "default", key: str | None = None) -> tuple[ApiToken, str]:
@@ -132,6 +133,8 @@ def member_add(
 
     if Membership.objects.filter(tenant=tenant, user__username=username).exists():
         raise Conflict(f"username: {username} is already a member.", fields={"username": ["Already a member."]})
+    if get_user_model().objects.filter(username=username, is_superuser=True).exists():
+        raise Conflict("username: platform operators cannot be added to a tenant.", fields={"username": ["Not allowed."]})
     with transaction.atomic():
         user, created = get_user_model().objects.get_or_create(username=username)
         if created:
@@ -162,13 +165,8 @@ def member_remove(*, membership: Membership, actor: AbstractBaseUser, via: str) 
 
 
 def agent_token_issue(*, membership: Membership, name: str, actor: AbstractBaseUser, via: str) -> tuple[ApiToken, str]:
-    """A tenant admin issues an API token for one of the tenant's agents (service
-    accounts). Only for an agent that belongs to this tenant alone: a token is the
-    user's, so issuing one for someone also in another tenant would reach into it."""
-    if membership.role != Role.AGENT:
-        raise Conflict("Tokens are issued here for agents only.", fields={"member": ["Not an agent."]})
-    if Membership.objects.filter(user_id=membership.user_id).exclude(tenant_id=membership.tenant_id).exists():
-        raise Conflict("This agent also belongs to another tenant.", fields={"member": ["Belongs to another tenant too."]})
+    """A tenant admin issues an API token for one of the tenant's own agents."""
+    agent_token_owner_check(membership=membership)
     with transaction.atomic():
         token, key = api_token_create(user=membership.user, name=name)
         audit_record(tenant=membership.tenant, actor=actor, action="token.issued", via=via, target=membership,
@@ -177,6 +175,7 @@ def agent_token_issue(*, membership: Membership, name: str, actor: AbstractBaseU
 
 
 def agent_token_revoke(*, membership: Membership, token: ApiToken, actor: AbstractBaseUser, via: str) -> None:
+    agent_token_owner_check(membership=membership)
     with transaction.atomic():
         api_token_revoke(token=token)
         audit_record(tenant=membership.tenant, actor=actor, action="token.revoked", via=via, target=membership,

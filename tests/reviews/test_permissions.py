@@ -256,11 +256,6 @@ def test_a_grant_to_a_user_of_another_tenant_is_refused(acme, globex, target, re
     assert resume(globex.reviewer2, globex, pending(contract)["finance"]).status_code == 404
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reviews.services.resume_permission_set checks only that the target is in the tenant, not the holder: "
-    "a user (or a team group) of another tenant gets a grant row in this tenant, and the grant list then "
-    "shows a team name that is not this tenant's team"
-))
 @pytest.mark.parametrize("holder", ["user", "group"])
 def test_the_grant_service_refuses_a_holder_of_another_tenant(acme, globex, holder):
     finance = pending(submit(acme, LARGE_PAYMENT_TEXT))["finance"]
@@ -321,11 +316,6 @@ def test_a_revoke_in_the_admin_is_audited_with_interface_admin(acme):
     assert resume(acme.senior, acme, finance).status_code == 403
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reviews/admin.py _ResumeGrantAdmin.save_model grants through the service and copies only the pk onto the "
-    "form's unsaved instance; ModelAdmin.log_addition then calls str(obj), guardian's __str__ reads "
-    "obj.permission, which was never set: RelatedObjectDoesNotExist, a 500, and the grant is rolled back"
-))
 @pytest.mark.parametrize("model", ["reviews/reviewtaskuserpermission", "contracts/contractuserpermission"])
 def test_a_grant_in_the_admin_is_audited_with_interface_admin(acme, model):
     contract = submit(acme, HIGH_RISK_LARGE_PAYMENT_TEXT)

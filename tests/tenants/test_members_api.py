@@ -243,11 +243,6 @@ def test_tokens_of_another_tenants_member_are_a_404(acme, globex):
     assert globex.agent.client.get(globex.url("contracts/")).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tenants/apis.py AgentTokenRevokeApi and tenants.services.agent_token_revoke check neither that the member is "
-    "an agent nor that it belongs to this tenant alone (agent_token_issue checks both): an acme admin can revoke "
-    "the token a shared service account uses at globex"
-))
 def test_an_admin_cannot_revoke_the_token_a_member_uses_in_another_tenant(acme, globex, dual):
     token, key = dual
     membership = Membership.objects.get(tenant=acme.tenant, user=acme.agent.user)
@@ -262,10 +257,6 @@ def test_an_admin_cannot_revoke_the_token_a_member_uses_in_another_tenant(acme, 
     assert client.get(globex.url("contracts/")).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tenants.selectors.agent_token_list lists every token of the member's user, whichever tenant it serves: "
-    "an acme admin sees the names and prefixes of tokens a shared member uses at globex"
-))
 def test_an_admin_does_not_see_the_tokens_a_member_uses_in_another_tenant(acme, globex, dual):
     token, _ = dual
     membership = Membership.objects.get(tenant=acme.tenant, user=acme.agent.user)
@@ -277,11 +268,6 @@ def test_an_admin_does_not_see_the_tokens_a_member_uses_in_another_tenant(acme, 
     assert "globex-prod" not in str(response.content)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "POST members/ attaches any existing account by username (tenants.services.member_add), and "
-    "AgentTokenRevokeApi/agent_token_revoke revoke any token of any member: together an acme admin can add "
-    "globex's admin to acme and revoke the token globex's admin works with"
-))
 def test_an_admin_cannot_reach_another_tenants_admin_through_membership_and_tokens(acme, globex):
     added = acme.admin.client.post(acme.url("members/"), {"username": "globex-admin", "role": "viewer"}, format="json")
     token = globex.admin.user.api_tokens.get()
@@ -293,11 +279,6 @@ def test_an_admin_cannot_reach_another_tenants_admin_through_membership_and_toke
     assert globex.admin.client.get(globex.url("members/")).status_code == 200
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tenants.services.member_add attaches any existing account by username and agent_token_issue only checks "
-    "that the account is an agent of no other tenant: an acme admin can add a platform superuser (who belongs "
-    "to no tenant) as an agent and mint an API token that authenticates as that superuser"
-))
 def test_an_admin_cannot_mint_a_token_for_a_platform_account(acme):
     operator = UserFactory(username="platform-ops", is_staff=True, is_superuser=True)
     operator.save()
