@@ -1,0 +1,787 @@
+"""End-to-end throughput and latency of the product, against the bare LangGraph floor.
+
+Product: its own PostgreSQL database (dropped and recreated every run), migrated with
+`manage.py migrate`; one tenant with an agent and a reviewer holding API tokens; one
+`uvicorn config.asgi:application` process and K task-worker processes
+(`manage.py db_worker`, TASKS_BACKEND=database, Redis for the channel layer and the
+throttle cache). C client threads, each with its own HTTP session, each driving
+contracts one after another through the real API:
+
+    POST contracts/ (high risk)  ->  poll GET reviews/?contract=<id>&status=pending
+    ->  POST reviews/<task>/resume/ {"decision": "approve"}  ->  poll GET contracts/<id>/
+    until "approved"
+
+Bare floor: the same graph (contracts.graph.builder.contract_graph_build) driven
+directly with LangGraph + PostgresSaver in this process, on a second database of the
+same server; one saver and one psycopg connection per thread; invoke (interrupt), then
+Command(resume={interrupt_id: {"decision": "approve"}}).
+
+Every wait has a timeout and every subprocess is stopped in a `finally`. The client
+polls with a short sleep (--poll-ms); that polling load is part of what the server
+sees, so the figures are of the product *under this client*.
+
+    .venv/bin/python bench/e2e.py --n 300            # defaults: concurrency 1 and 8
+    .venv/bin/python bench/e2e.py --n 30 --concurrency 1,8
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(_HERE)
+# `python bench/e2e.py` puts bench/ first on sys.path, where bench/queue.py would shadow
+# the standard library's `queue` (which threading pools and httpx import).
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+sys.path.insert(0, REPO_DIR)
+
+import argparse  # noqa: E402
+import collections  # noqa: E402
+import json  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+import uuid  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+from psycopg.rows import dict_row  # noqa: E402
+
+REPO = Path(REPO_DIR)
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+BENCH_SECRET_KEY = "bench-only-secret-key-0123456789abcdef0123456789"
+SLUG = "bench"
+
+# tests.factories.HIGH_RISK_TEXT (copied: importing tests.factories needs Django set
+# up). Scores 0.8245: legal review only, below the critical sign-off threshold, and its
+# EUR 20,000 payment is under the finance limit, so one interrupt, one approval.
+HIGH_RISK_TEXT = (
+    "MASTER SERVICES AGREEMENT. This agreement is governed by the laws of England. "
+    "Supplier shall have unlimited liability for any breach. "
+    "Customer shall indemnify Supplier against any and all claims arising from the services. "
+    "Supplier may terminate this agreement at any time without cause. "
+    "Customer shall pay EUR 20,000 per year."
+)
+# Tenant defaults (tenants.models.Tenant), as contracts.services._initial_state reads them.
+RISK_THRESHOLD, FINANCE_LIMIT, CRITICAL_RISK = 0.7, 100000.0, 0.9
+
+# --db-pool: the product's settings with the fix proposed in bench/README.md (no
+# persistent connections under ASGI, Django's psycopg pool instead), written to the
+# run's temporary directory. Nothing in the repository changes.
+POOL_SETTINGS = """
+from config.settings import *  # noqa: F401,F403
+from config.settings import DATABASES
+
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
+DATABASES["default"]["OPTIONS"] = {**DATABASES["default"]["OPTIONS"], "pool": {"min_size": 1, "max_size": 8}}
+"""
+
+SEED_SCRIPT = """
+import json
+from django.contrib.auth import get_user_model
+from tenants.models import Role, Tenant
+from tenants.services import api_token_create, membership_set
+User = get_user_model()
+tenant = Tenant.objects.create(slug=%(slug)r, name="Bench")
+agent = User.objects.create_user("bench-agent")
+reviewer = User.objects.create_user("bench-reviewer")
+membership_set(tenant=tenant, user=agent, role=Role.AGENT)
+membership_set(tenant=tenant, user=reviewer, role=Role.REVIEWER)
+_, agent_key = api_token_create(user=agent, name="bench")
+_, reviewer_key = api_token_create(user=reviewer, name="bench")
+print("BENCH_SEED " + json.dumps({"agent": agent_key, "reviewer": reviewer_key}))
+"""
+
+
+# --- Small helpers (stdlib and psycopg only; Django never runs in this process) -------
+
+
+def pg_url(base: str, dbname: str) -> str:
+    return f"{base.rstrip('/')}/{dbname}"
+
+
+def database_recreate(base: str, dbname: str) -> None:
+    # DROP/CREATE DATABASE cannot run inside a transaction; WITH (FORCE) ends sessions
+    # a previous, killed run may have left behind.
+    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+
+
+def database_drop(base: str, dbname: str) -> None:
+    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def product_env(*, database_url: str, redis_url: str | None) -> dict[str, str]:
+    """Production-like: no DEBUG (which would keep every SQL statement in memory),
+    PostgreSQL, Redis, the database task backend."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "PYTHONPATH", "REDIS_URL")}
+    env.update(
+        DATABASE_URL=database_url,
+        SECRET_KEY=BENCH_SECRET_KEY,
+        DEBUG="false",
+        LOG_LEVEL="WARNING",
+        TASKS_BACKEND="database",
+        # One token drives the whole load; the default 1200/minute would answer 429.
+        API_THROTTLE_RATE="100000000/second",
+        PYTHONUNBUFFERED="1",
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+def manage(args: list[str], *, env: dict[str, str], timeout: float) -> str:
+    proc = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Processes:
+    """Subprocesses of this run, each in its own process group (stopping one stops
+    whatever it spawned). `stop_all()` is called from a finally."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.procs: list[tuple[str, subprocess.Popen]] = []
+
+    def start(self, name: str, args: list[str], *, env: dict[str, str]) -> subprocess.Popen:
+        with open(self.log_dir / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs.append((name, proc))
+        return proc
+
+    @staticmethod
+    def _signal(proc: subprocess.Popen, sig: int) -> None:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, procs: list[subprocess.Popen], timeout: float = 10.0) -> None:
+        # TERM all first so they shut down in parallel; KILL whatever is left.
+        for proc in procs:
+            self._signal(proc, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self._signal(proc, signal.SIGKILL)
+                proc.wait(timeout=10)
+        self.procs = [(n, p) for n, p in self.procs if p not in procs]
+
+    def stop_all(self) -> None:
+        self.stop([p for _, p in self.procs])
+
+    def check_alive(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_dir / (name + '.log')}")
+
+
+def http_wait_ready(url: str, *, timeout: float, procs: Processes) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        procs.check_alive()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); nan when there are no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, int(-(-p * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    try:
+        kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
+        mem = f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, StopIteration, ValueError):
+        mem = "?"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores, {mem}, load average {load}"
+
+
+class Counter:
+    """Hands out contract numbers 0..n-1 to client threads."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.next, self.lock = n, 0, threading.Lock()
+
+    def take(self) -> int | None:
+        with self.lock:
+            if self.next >= self.n:
+                return None
+            self.next += 1
+            return self.next - 1
+
+
+# --- PostgreSQL activity sampler ----------------------------------------------------
+
+
+class PgSampler(threading.Thread):
+    """Samples pg_stat_activity every `interval` seconds: how many connections the
+    product's database has open, and what its active backends wait on (CPU, a lock,
+    I/O, the client). Shows row-lock contention and connection churn without touching
+    the product. Connects to the `postgres` database, so it never counts itself.
+
+    It is also the guard of a shared server: when all databases together come near
+    max_connections it sets `abort`, and the load stops before other users of the
+    server get "too many clients"."""
+
+    def __init__(self, base: str, dbname: str, interval: float = 0.1, guard_share: float = 0.8) -> None:
+        super().__init__(daemon=True)
+        self.base, self.dbname, self.interval, self.guard_share = base, dbname, interval, guard_share
+        self.stop_event = threading.Event()
+        self.abort = threading.Event()
+        self.abort_reason = ""
+        self.reset()
+
+    def reset(self) -> None:
+        self.samples = 0
+        self.max_connections = 0
+        self.waits: collections.Counter[str] = collections.Counter()
+        self.lock_waiters: collections.Counter[str] = collections.Counter()
+        self.idle_in_transaction: collections.Counter[str] = collections.Counter()
+
+    def run(self) -> None:
+        with psycopg.connect(pg_url(self.base, "postgres"), autocommit=True) as conn:
+            limit = int(conn.execute("SHOW max_connections").fetchone()[0])
+            while not self.stop_event.wait(self.interval):
+                rows = conn.execute(
+                    "SELECT datname, state, wait_event_type, wait_event,"
+                    " left(regexp_replace(query, '\\s+', ' ', 'g'), 70) FROM pg_stat_activity"
+                    " WHERE backend_type = 'client backend'"
+                ).fetchall()
+                if len(rows) >= self.guard_share * limit and not self.abort.is_set():
+                    mine = sum(1 for r in rows if r[0] == self.dbname)
+                    self.abort_reason = (f"PostgreSQL has {len(rows)} of max_connections={limit} connections open"
+                                         f" ({mine} to {self.dbname}): load stopped to protect the shared server")
+                    self.abort.set()
+                rows = [r[1:] for r in rows if r[0] == self.dbname]
+                self.samples += 1
+                self.max_connections = max(self.max_connections, len(rows))
+                for state, wait_type, wait_event, query in rows:
+                    if state == "active":
+                        self.waits[f"{wait_type}:{wait_event}" if wait_type else "on CPU"] += 1
+                        if wait_type == "Lock":
+                            self.lock_waiters[query] += 1
+                    elif state == "idle in transaction":
+                        # A transaction left open while its client works: any row lock
+                        # it holds is held that long too. The query is its last one.
+                        self.waits["idle in transaction"] += 1
+                        self.idle_in_transaction[query] += 1
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=5)
+
+    def report(self) -> list[str]:
+        lines = [f"    pg_stat_activity: {self.samples} samples, at most {self.max_connections} connections open"
+                 f" to {self.dbname}"]
+        if self.samples:
+            busy = ", ".join(f"{k} {v / self.samples:.2f}" for k, v in self.waits.most_common(6))
+            lines.append(f"    mean busy backends by wait: {busy or 'none'}")
+        for query, count in self.lock_waiters.most_common(3):
+            lines.append(f"    waiting on a lock ({count} samples): {query}")
+        for query, count in self.idle_in_transaction.most_common(3):
+            lines.append(f"    idle in transaction after ({count} samples): {query}")
+        return lines
+
+
+def pg_database_stats(base: str, dbname: str) -> dict[str, int]:
+    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT sessions, xact_commit, xact_rollback FROM pg_stat_database WHERE datname = %s", [dbname]
+        ).fetchone()
+    return {"sessions": row[0], "xact_commit": row[1], "xact_rollback": row[2]}
+
+
+# --- Product phase ------------------------------------------------------------------
+
+
+@dataclass
+class ProductTiming:
+    submit: float  # POST contracts/ round trip
+    visible: float  # submit start -> the task is in the reviewer's queue
+    resume: float  # POST resume round trip
+    completed: float  # resume start -> GET contracts/<id>/ says approved
+    total: float  # submit start -> approved
+    requests: int
+
+
+@dataclass
+class PhaseResult:
+    name: str
+    concurrency: int
+    done: int
+    wall: float
+    errors: list[str] = field(default_factory=list)
+    timings: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def throughput(self) -> float:
+        return self.done / self.wall if self.wall > 0 else 0.0
+
+
+class StageTimeout(Exception):
+    pass
+
+
+def product_one_contract(http: httpx.Client, *, index: int, agent: dict, reviewer: dict, poll: float,
+                         stage_timeout: float, stop: threading.Event) -> ProductTiming:
+    base = f"/api/v1/tenants/{SLUG}"
+    requests = 0
+    t0 = time.perf_counter()
+    r = http.post(f"{base}/contracts/", json={"title": f"Bench MSA {index}", "text": HIGH_RISK_TEXT}, headers=agent)
+    requests += 1
+    if r.status_code != 202:
+        raise RuntimeError(f"submit: HTTP {r.status_code} {r.text[:300]}")
+    contract_id = r.json()["id"]
+    t_submitted = time.perf_counter()
+
+    deadline = t0 + stage_timeout
+    while True:
+        r = http.get(f"{base}/reviews/", params={"contract": contract_id, "status": "pending"}, headers=reviewer)
+        requests += 1
+        if r.status_code != 200:
+            raise RuntimeError(f"queue poll: HTTP {r.status_code} {r.text[:300]}")
+        results = r.json()["results"]
+        if results:
+            task_id = results[0]["id"]
+            break
+        if stop.is_set():
+            raise StageTimeout(f"contract {contract_id}: stopped while waiting for its review task")
+        if time.perf_counter() > deadline:
+            raise StageTimeout(f"contract {contract_id}: no review task after {stage_timeout:.0f}s")
+        time.sleep(poll)
+    t_visible = time.perf_counter()
+
+    r = http.post(f"{base}/reviews/{task_id}/resume/", json={"decision": "approve"}, headers=reviewer)
+    requests += 1
+    if r.status_code != 202:
+        raise RuntimeError(f"resume: HTTP {r.status_code} {r.text[:300]}")
+    t_resumed = time.perf_counter()
+
+    deadline = t_visible + stage_timeout
+    while True:
+        r = http.get(f"{base}/contracts/{contract_id}/", headers=reviewer)
+        requests += 1
+        if r.status_code != 200:
+            raise RuntimeError(f"contract poll: HTTP {r.status_code} {r.text[:300]}")
+        status = r.json()["status"]
+        if status == "approved":
+            break
+        if status in ("rejected", "amended", "auto_approved", "cancelled", "failed"):
+            raise RuntimeError(f"contract {contract_id} ended {status}: {r.json().get('last_error', '')[:300]}")
+        if stop.is_set():
+            raise StageTimeout(f"contract {contract_id}: stopped while {status} after resume")
+        if time.perf_counter() > deadline:
+            raise StageTimeout(f"contract {contract_id}: still {status} {stage_timeout:.0f}s after resume")
+        time.sleep(poll)
+    t_done = time.perf_counter()
+    return ProductTiming(
+        submit=t_submitted - t0, visible=t_visible - t0, resume=t_resumed - t_visible,
+        completed=t_done - t_visible, total=t_done - t0, requests=requests,
+    )
+
+
+def product_load(*, base_url: str, keys: dict, n: int, concurrency: int, poll: float, stage_timeout: float,
+                 phase_timeout: float, name: str, max_errors: int, abort: threading.Event) -> PhaseResult:
+    counter = Counter(n)
+    stop = threading.Event()
+    timings: list[ProductTiming] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    agent = {"Authorization": f"Token {keys['agent']}"}
+    reviewer = {"Authorization": f"Token {keys['reviewer']}"}
+
+    def client() -> None:
+        # Each thread its own HTTP session (its own keep-alive connection).
+        with httpx.Client(base_url=base_url, timeout=30.0) as http:
+            while not stop.is_set() and (index := counter.take()) is not None:
+                try:
+                    timing = product_one_contract(http, index=index, agent=agent, reviewer=reviewer, poll=poll,
+                                                  stage_timeout=stage_timeout, stop=stop)
+                except Exception as exc:  # recorded and counted; too many stop the phase
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                        if len(errors) >= max_errors:
+                            stop.set()
+                    continue
+                with lock:
+                    timings.append(timing)
+
+    threads = [threading.Thread(target=client, name=f"client-{i}", daemon=True) for i in range(concurrency)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    deadline = start + phase_timeout
+    while any(t.is_alive() for t in threads) and time.perf_counter() < deadline and not abort.is_set():
+        time.sleep(0.05)
+    if any(t.is_alive() for t in threads):
+        stop.set()
+        errors.append("aborted by the connection guard" if abort.is_set() else f"phase timeout after {phase_timeout:.0f}s")
+        for t in threads:
+            t.join(timeout=stage_timeout + 35)
+    wall = time.perf_counter() - start
+    return PhaseResult(name=name, concurrency=concurrency, done=len(timings), wall=wall, errors=errors, timings=timings)
+
+
+# --- Bare floor ---------------------------------------------------------------------
+
+
+@dataclass
+class BareTiming:
+    invoke: float  # first invoke, up to the interrupt
+    resume: float  # Command(resume=...) to the end
+    total: float
+
+
+def bare_load(*, dsn: str, n: int, concurrency: int, phase_timeout: float, warmup: int, name: str) -> PhaseResult:
+    from langgraph.checkpoint.postgres import PostgresSaver
+    from langgraph.types import Command
+
+    from contracts.graph.builder import contract_graph_build
+
+    counter = Counter(n)
+    stop = threading.Event()
+    timings: list[BareTiming] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    tenant_id = str(uuid.uuid4())
+    ready = threading.Barrier(concurrency + 1)
+
+    def one(graph) -> BareTiming:
+        contract_id = str(uuid.uuid4())
+        config = {"configurable": {"thread_id": f"{tenant_id}:contract:{contract_id}"}}
+        state = {
+            "tenant_id": tenant_id, "contract_id": contract_id, "title": "Bench MSA", "contract_text": HIGH_RISK_TEXT,
+            "risk_threshold": RISK_THRESHOLD, "finance_limit": FINANCE_LIMIT, "critical_risk": CRITICAL_RISK,
+            "history": [],
+        }
+        t0 = time.perf_counter()
+        out = graph.invoke(state, config)
+        t1 = time.perf_counter()
+        interrupts = out.get("__interrupt__") or []
+        if len(interrupts) != 1:
+            raise RuntimeError(f"expected one interrupt, got {interrupts!r}")
+        out = graph.invoke(Command(resume={interrupts[0].id: {"decision": "approve"}}), config)
+        t2 = time.perf_counter()
+        if out.get("human_decision") != "approved":
+            raise RuntimeError(f"expected approved, got {out.get('human_decision')!r}")
+        return BareTiming(invoke=t1 - t0, resume=t2 - t1, total=t2 - t0)
+
+    def worker() -> None:
+        # As contracts.graph.runner does: one saver and one connection per thread
+        # (PostgresSaver locks around every call, so a shared one would serialise).
+        try:
+            conn = psycopg.connect(dsn, autocommit=True, prepare_threshold=0, row_factory=dict_row)
+        except Exception as exc:
+            with lock:
+                errors.append(f"connect: {exc}")
+            ready.abort()
+            return
+        with conn:
+            graph = contract_graph_build(PostgresSaver(conn))
+            try:
+                for _ in range(warmup):
+                    one(graph)
+            except Exception as exc:
+                with lock:
+                    errors.append(f"warm-up: {type(exc).__name__}: {exc}")
+                ready.abort()
+                return
+            try:
+                ready.wait(timeout=120)
+            except threading.BrokenBarrierError:
+                return
+            while not stop.is_set() and counter.take() is not None:
+                try:
+                    timing = one(graph)
+                except Exception as exc:
+                    with lock:
+                        errors.append(f"{type(exc).__name__}: {exc}")
+                        stop.set()
+                    return
+                with lock:
+                    timings.append(timing)
+
+    threads = [threading.Thread(target=worker, name=f"bare-{i}", daemon=True) for i in range(concurrency)]
+    for t in threads:
+        t.start()
+    try:
+        ready.wait(timeout=120)
+    except threading.BrokenBarrierError:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+        return PhaseResult(name=name, concurrency=concurrency, done=0, wall=0.0, errors=errors or ["warm-up failed"])
+    start = time.perf_counter()
+    deadline = start + phase_timeout
+    for t in threads:
+        t.join(timeout=max(0.0, deadline - time.perf_counter()))
+    if any(t.is_alive() for t in threads):
+        stop.set()
+        errors.append(f"phase timeout after {phase_timeout:.0f}s")
+        for t in threads:
+            t.join(timeout=60)
+    wall = time.perf_counter() - start
+    return PhaseResult(name=name, concurrency=concurrency, done=len(timings), wall=wall, errors=errors, timings=timings)
+
+
+# --- Reporting ----------------------------------------------------------------------
+
+
+def _dist(values: list[float]) -> str:
+    return f"p50 {percentile(values, 50) * 1000:7.1f} ms  p99 {percentile(values, 99) * 1000:7.1f} ms"
+
+
+def report(result: PhaseResult, n: int) -> None:
+    print(f"  {result.name} c={result.concurrency}: {result.done}/{n} contracts in {result.wall:.2f} s"
+          f" = {result.throughput:.1f} contracts/s")
+    t = result.timings
+    if t and isinstance(t[0], ProductTiming):
+        print(f"    submit -> task visible : {_dist([x.visible for x in t])}")
+        print(f"    resume -> completed    : {_dist([x.completed for x in t])}")
+        print(f"    POST contracts/        : {_dist([x.submit for x in t])}")
+        print(f"    POST resume/           : {_dist([x.resume for x in t])}")
+        print(f"    submit -> completed    : {_dist([x.total for x in t])}")
+        print(f"    HTTP requests/contract : {sum(x.requests for x in t) / len(t):.1f} (incl. polls)")
+    elif t:
+        print(f"    invoke (to interrupt)  : {_dist([x.invoke for x in t])}")
+        print(f"    resume (to end)        : {_dist([x.resume for x in t])}")
+        print(f"    contract total         : {_dist([x.total for x in t])}")
+    for line in result.notes:
+        print(line)
+    if result.errors:
+        print(f"    ERRORS ({len(result.errors)}): " + "; ".join(result.errors[:3]))
+    sys.stdout.flush()
+
+
+# --- Main ---------------------------------------------------------------------------
+
+
+def _sigterm(signum, frame) -> None:
+    # End like Ctrl-C: through the finally that stops every subprocess.
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--n", type=int, default=300, help="contracts per phase (default 300)")
+    parser.add_argument("--concurrency", default="1,8", help="comma-separated client concurrencies (default 1,8)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="task worker processes per phase; 0 (default) = as many as the phase's concurrency")
+    parser.add_argument("--worker-command", default="db_worker", choices=["db_worker", "run_worker"],
+                        help="the worker's manage.py command (default db_worker, django-tasks-db's polling worker)")
+    parser.add_argument("--interval", type=float, default=0.05,
+                        help="worker --interval: seconds an idle worker sleeps before polling again (default 0.05)")
+    parser.add_argument("--poll-ms", type=float, default=2.0, help="client poll sleep in ms (default 2)")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help="unmeasured contracts per client thread before each phase (default 2)")
+    parser.add_argument("--stage-timeout", type=float, default=60.0,
+                        help="max seconds for a task to appear, or a contract to complete (default 60)")
+    parser.add_argument("--phase-timeout", type=float, default=300.0, help="max seconds per phase (default 300)")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL, no database")
+    parser.add_argument("--db", default="bench_e2e", help="product database, dropped and recreated (default bench_e2e)")
+    parser.add_argument("--bare-db", default="bench_e2e_bare", help="bare-floor database (default bench_e2e_bare)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/15",
+                        help="REDIS_URL for the product (default db 15, away from the test suites' db 0)")
+    parser.add_argument("--max-connections-share", type=float, default=0.8,
+                        help="stop the load when the PostgreSQL server (all databases) has this share of"
+                             " max_connections open, so a shared server stays usable (default 0.8)")
+    parser.add_argument("--db-pool", action="store_true",
+                        help="run the product with CONN_MAX_AGE=0 and Django's psycopg pool (the proposed fix for"
+                             " the connection leak under ASGI) instead of its shipped settings")
+    parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument("--skip-product", action="store_true")
+    parser.add_argument("--keep-db", action="store_true", help="keep both databases after the run")
+    args = parser.parse_args()
+    concurrencies = [int(c) for c in args.concurrency.split(",") if c.strip()]
+    if args.n < 1 or not concurrencies or min(concurrencies) < 1:
+        parser.error("--n and every --concurrency must be at least 1")
+
+    from contracts.graph.analyzer import analyze_text  # pure Python, no Django
+
+    score = analyze_text(HIGH_RISK_TEXT).risk_score
+    assert RISK_THRESHOLD < score < CRITICAL_RISK, score
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
+    print(f"bench/e2e.py  commit {git_commit()}  {machine()}  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"  n={args.n} concurrency={concurrencies} workers={'=concurrency' if not args.workers else args.workers}"
+          f" worker={args.worker_command} --interval {args.interval} poll={args.poll_ms} ms"
+          f"{' settings=--db-pool' if args.db_pool else ''}; logs in {log_dir}")
+    sys.stdout.flush()
+
+    procs = Processes(log_dir)
+    results: dict[tuple[str, int], PhaseResult] = {}
+    ok = False
+    try:
+        if not args.skip_bare:
+            database_recreate(args.pg, args.bare_db)
+            from langgraph.checkpoint.postgres import PostgresSaver
+
+            with psycopg.connect(pg_url(args.pg, args.bare_db), autocommit=True, prepare_threshold=0,
+                                 row_factory=dict_row) as conn:
+                PostgresSaver(conn).setup()
+
+        if not args.skip_product:
+            database_recreate(args.pg, args.db)
+            env = product_env(database_url=pg_url(args.pg, args.db), redis_url=args.redis)
+            if args.db_pool:
+                (log_dir / "bench_pool_settings.py").write_text(POOL_SETTINGS)
+                env.update(DJANGO_SETTINGS_MODULE="bench_pool_settings", PYTHONPATH=str(log_dir))
+            t = time.perf_counter()
+            manage(["migrate", "--noinput", "-v0"], env=env, timeout=300)
+            seed_out = manage(["shell", "-c", SEED_SCRIPT % {"slug": SLUG}], env=env, timeout=120)
+            keys = json.loads(next(l for l in seed_out.splitlines() if l.startswith("BENCH_SEED "))[len("BENCH_SEED "):])
+            print(f"  migrated and seeded {args.db} in {time.perf_counter() - t:.1f} s")
+            port = free_port()
+            base_url = f"http://127.0.0.1:{port}"
+            server = procs.start(
+                "uvicorn",
+                [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+                 "--workers", "1", "--no-access-log", "--log-level", "warning"],
+                env=env,
+            )
+            http_wait_ready(f"{base_url}/healthz", timeout=60, procs=procs)
+            print(f"  uvicorn pid {server.pid} on {base_url}, RSS {rss_mib(server.pid):.0f} MiB after start")
+
+        for c in concurrencies:
+            if not args.skip_bare:
+                result = bare_load(dsn=pg_url(args.pg, args.bare_db), n=args.n, concurrency=c,
+                                   phase_timeout=args.phase_timeout, warmup=args.warmup, name="bare")
+                results[("bare", c)] = result
+                report(result, args.n)
+            if args.skip_product:
+                continue
+            k = args.workers or c
+            workers = [
+                procs.start(f"worker-c{c}-{i}",
+                            [PYTHON, "manage.py", args.worker_command, "--queue-name", "*", "--interval",
+                             str(args.interval), "--no-startup-delay", "--no-reload"],
+                            env=env)
+                for i in range(k)
+            ]
+            print(f"  {k} x {args.worker_command} pids {' '.join(str(w.pid) for w in workers)}")
+            sampler = PgSampler(args.pg, args.db, guard_share=args.max_connections_share)
+            sampler.start()
+            try:
+                # Warm-up: worker imports, graph compilation, connections; not measured.
+                warm = product_load(base_url=base_url, keys=keys, n=args.warmup * c, concurrency=c,
+                                    poll=args.poll_ms / 1000, stage_timeout=args.stage_timeout, phase_timeout=120,
+                                    name="warm-up", max_errors=1, abort=sampler.abort)
+                procs.check_alive()
+                if warm.errors:
+                    raise RuntimeError(f"warm-up failed: {warm.errors[:3]} {sampler.abort_reason}")
+                before = pg_database_stats(args.pg, args.db)
+                sampler.reset()
+                result = product_load(base_url=base_url, keys=keys, n=args.n, concurrency=c,
+                                      poll=args.poll_ms / 1000, stage_timeout=args.stage_timeout,
+                                      phase_timeout=args.phase_timeout, name=f"product ({k} workers)",
+                                      max_errors=max(5, args.n // 20), abort=sampler.abort)
+                server_rss = rss_mib(server.pid)
+                worker_rss = [r for r in (rss_mib(w.pid) for w in workers) if r is not None]
+            finally:
+                sampler.stop()
+            if sampler.abort_reason:
+                result.errors.insert(0, sampler.abort_reason)
+            procs.check_alive()
+            time.sleep(1.5)  # let backends flush their statistics
+            after = pg_database_stats(args.pg, args.db)
+            requests = sum(x.requests for x in result.timings)
+            result.notes.append(
+                f"    server RSS at end of load: {server_rss:.0f} MiB; workers {min(worker_rss):.0f}-"
+                f"{max(worker_rss):.0f} MiB each" if worker_rss else f"    server RSS at end of load: {server_rss:.0f} MiB")
+            result.notes.append(
+                f"    PostgreSQL: {after['sessions'] - before['sessions']} new sessions for {requests} HTTP requests,"
+                f" {(after['xact_commit'] - before['xact_commit']) / max(1, result.done):.0f} commits/contract"
+                f" (incl. worker polling)")
+            result.notes.extend(sampler.report())
+            results[("product", c)] = result
+            report(result, args.n)
+            procs.stop(workers)
+
+        print("  summary (contracts/s):")
+        for c in concurrencies:
+            product, bare = results.get(("product", c)), results.get(("bare", c))
+            parts = [f"c={c}:"]
+            if product:
+                parts.append(f"product {product.throughput:6.1f}")
+            if bare:
+                parts.append(f"bare {bare.throughput:6.1f}")
+            if product and bare and bare.throughput:
+                parts.append(f"product/bare {product.throughput / bare.throughput:.2f}")
+            print("    " + "  ".join(parts))
+        ok = all(not r.errors and r.done == args.n for r in results.values())
+        if not args.skip_product:
+            print(f"  uvicorn RSS at the end: {rss_mib(server.pid):.0f} MiB")
+    except (RuntimeError, TimeoutError, subprocess.SubprocessError, psycopg.Error) as exc:
+        print(f"  FAILED: {type(exc).__name__}: {exc}")
+    finally:
+        procs.stop_all()
+        databases = ([] if args.skip_product else [args.db]) + ([] if args.skip_bare else [args.bare_db])
+        if ok and not args.keep_db:
+            for db in databases:
+                database_drop(args.pg, db)
+        elif not ok:
+            print(f"  kept for inspection: databases {', '.join(databases)}; logs in {log_dir}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
