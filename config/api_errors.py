@@ -100,3 +100,12 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     code = getattr(detail, "code", None) or getattr(exc, "default_code", "error")
     response.data = _body(str(code), str(detail) if detail is not None else str(exc))
     return response
+
+
+def page_not_found(request, exception=None):
+    from django.http import JsonResponse
+    from django.views import defaults
+
+    if request.path.startswith("/api/"):
+        return JsonResponse(_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)

@@ -94,9 +94,11 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
             "PASSWORD": unquote(parts.password or ""),
             "HOST": parts.hostname or "",
             "PORT": str(port or ""),
-            "OPTIONS": options,
-            "CONN_MAX_AGE": 60,
-            "CONN_HEALTH_CHECKS": True,
+            # A connection pool, not CONN_MAX_AGE: under ASGI every request runs in a new
+            # thread, so persistent per-thread connections are never reused and pile up
+            # until garbage-collected. The pool keeps a few per process and reuses them.
+            "OPTIONS": {"pool": {"min_size": 1, "max_size": 8, "timeout": 10}, **options},
+            "CONN_MAX_AGE": 0,
         }
     raise ImproperlyConfigured(
         f"{name} must start with postgres:// or sqlite:///, got scheme {parts.scheme!r}"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db.models import Model, Q, QuerySet
+from django.db.models import F, Model, Q, QuerySet
+from django.db.models.expressions import OrderBy
 
 from config.api_errors import InvalidInput
 
@@ -31,26 +32,36 @@ class Page:
 
 
 def _field_value(model: type[Model], name: str, raw: Any) -> Any:
+    if raw is None:
+        return None
     try:
         return model._meta.get_field(name).to_python(raw)
-    except ValidationError:
+    except (ValidationError, TypeError, ValueError):
+        # A cursor is opaque to clients; anything that does not decode is their input error.
         raise InvalidInput("cursor: malformed cursor.", fields={"cursor": ["Malformed cursor."]}) from None
 
 
+def _order_by(ordering: list[str]) -> list[OrderBy]:
+    """NULL sorts as the largest value on every database (last ascending, first
+    descending), which is what `_after` assumes."""
+    return [F(n[1:]).desc(nulls_first=True) if n.startswith("-") else F(n).asc(nulls_last=True) for n in ordering]
+
+
 def _after(model: type[Model], ordering: list[str], values: list[Any]) -> Q:
-    """Rows strictly after `values` in `ordering`, as an OR of prefix-equal comparisons."""
+    """Rows strictly after `values` in `ordering`: an OR over each field of "all earlier
+    fields equal, this one beyond", with NULL as the largest value."""
     condition = Q(pk__in=[])
     equal = Q()
     for name, raw in zip(ordering, values):
-        field = name.lstrip("-")
+        field, descending = name.lstrip("-"), name.startswith("-")
         value = _field_value(model, field, raw)
-        lookup = "lt" if name.startswith("-") else "gt"
         if value is None:
-            # NULLs sort last ascending in PostgreSQL and first in SQLite; our keyset
-            # fields are non-null except due_at, which is always set for new tasks.
+            if descending:  # NULLs came first; every non-NULL row is after
+                condition |= equal & Q(**{f"{field}__isnull": False})
             equal &= Q(**{f"{field}__isnull": True})
             continue
-        condition |= equal & Q(**{f"{field}__{lookup}": value})
+        beyond = Q(**{f"{field}__lt": value}) if descending else Q(**{f"{field}__gt": value}) | Q(**{f"{field}__isnull": True})
+        condition |= equal & beyond
         equal &= Q(**{field: value})
     return condition
 
@@ -66,7 +77,9 @@ def _decode(cursor: str, length: int) -> list[Any]:
         values = json.loads(base64.urlsafe_b64decode(padded.encode()).decode())
     except (binascii.Error, ValueError, UnicodeDecodeError):
         values = None
-    if not isinstance(values, list) or len(values) != length:
+    if not isinstance(values, list) or len(values) != length or not all(
+        v is None or isinstance(v, (str, int, float)) for v in values
+    ):
         raise InvalidInput("cursor: malformed cursor.", fields={"cursor": ["Malformed cursor."]})
     return values
 
@@ -76,7 +89,7 @@ def keyset_page(queryset: QuerySet, *, ordering: list[str], cursor: str | None, 
     ordering = ["id" if o == "pk" else o for o in ordering]
     if cursor:
         queryset = queryset.filter(_after(queryset.model, ordering, _decode(cursor, len(ordering))))
-    rows = list(queryset.order_by(*ordering)[: size + 1])
+    rows = list(queryset.order_by(*_order_by(ordering))[: size + 1])
     next_cursor = None
     if len(rows) > size:
         rows = rows[:size]

@@ -190,11 +190,11 @@ class BatchResumeApi(TenantAPIView):
     class BatchResumeInputSerializer(StrictInputSerializer):
         # Items are checked one by one by the service, so one malformed item is an
         # `invalid` outcome for that item, not a 400 for the whole batch.
-        items = serializers.ListField(child=serializers.JSONField(), min_length=1, max_length=MAX_BATCH_ITEMS)
+        items = serializers.ListField(child=serializers.JSONField(allow_null=True), min_length=1, max_length=MAX_BATCH_ITEMS)
 
     @extend_schema(
         request=inline_serializer("BatchResumeRequest", {"items": serializers.ListField(child=inline_serializer("BatchResumeItem", {"id": serializers.UUIDField(), "decision": serializers.ChoiceField(choices=["approve", "reject", "amend"]), "amendments": serializers.ListField(child=serializers.CharField(), required=False), "comment": serializers.CharField(required=False)}), max_length=MAX_BATCH_ITEMS)}),
-        responses={200: inline_serializer("BatchResumeResponse", {"results": serializers.ListField(child=inline_serializer("BatchResumeOutcome", {"id": serializers.CharField(), "outcome": serializers.ChoiceField(choices=["resolved", "conflict", "forbidden", "not_found", "invalid"]), "message": serializers.CharField(required=False), "fields": serializers.JSONField(required=False), "receipt": ReceiptSerializer(required=False)}))}), **error_responses(400, 401, 403, 404, 413, 429)},
+        responses={200: inline_serializer("BatchResumeResponse", {"results": serializers.ListField(child=inline_serializer("BatchResumeOutcome", {"id": serializers.CharField(allow_null=True), "outcome": serializers.ChoiceField(choices=["resolved", "conflict", "forbidden", "not_found", "invalid"]), "message": serializers.CharField(required=False), "fields": serializers.JSONField(required=False), "receipt": ReceiptSerializer(required=False)}))}), **error_responses(400, 401, 403, 404, 413, 429)},
     )
     def post(self, request: Request, tenant_slug: str) -> Response:
         serializer = self.BatchResumeInputSerializer(data=request.data)

@@ -7,7 +7,7 @@ from uuid import UUID
 import pydantic
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, IdempotencyKeyReused, InvalidInput, NotFound
@@ -217,9 +217,19 @@ def _resume(
         task.save(update_fields=["status", "decision", "decided_by", "decided_at", "claimed_by", "claim_expires_at", "updated_at"])
         receipt = resume_receipt(task)
         if idempotency is not None:
-            IdempotencyRecord.objects.create(
-                tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1], response_status=202, response_body=receipt
-            )
+            try:
+                with transaction.atomic():
+                    IdempotencyRecord.objects.create(
+                        tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1],
+                        response_status=202, response_body=receipt,
+                    )
+            except IntegrityError:
+                # The task lock serialises one key on one task; the same key raced onto
+                # another task (another request) loses here, and its decision rolls back.
+                raise IdempotencyKeyReused(
+                    "Idempotency-Key was already used with a different request.",
+                    fields={"Idempotency-Key": ["Already used with a different request."]},
+                ) from None
         audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
                      data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id)})
         events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RESOLVED, task=task)

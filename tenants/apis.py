@@ -165,7 +165,7 @@ class AgentTokenListCreateApi(TenantAPIView):
     class TokenIssueInputSerializer(StrictInputSerializer):
         name = serializers.CharField(max_length=100, default="default")
 
-    @extend_schema(operation_id="member_tokens_list", responses={200: inline_serializer("TokenList", {"results": TokenOutputSerializer(many=True)}), **error_responses(401, 403, 404, 429)})
+    @extend_schema(operation_id="member_tokens_list", responses={200: inline_serializer("TokenList", {"results": TokenOutputSerializer(many=True)}), **error_responses(401, 403, 404, 409, 429)})
     def get(self, request: Request, tenant_slug: str, member_id: int) -> Response:
         membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
         return Response({"results": TokenOutputSerializer(agent_token_list(membership=membership), many=True).data})
@@ -186,7 +186,7 @@ class AgentTokenListCreateApi(TenantAPIView):
 class AgentTokenRevokeApi(TenantAPIView):
     roles = {"POST": ADMIN_ROLES}
 
-    @extend_schema(request=None, responses={200: TokenOutputSerializer, **error_responses(401, 403, 404, 429)})
+    @extend_schema(request=None, responses={200: TokenOutputSerializer, **error_responses(401, 403, 404, 409, 429)})
     def post(self, request: Request, tenant_slug: str, member_id: int, token_id: int) -> Response:
         membership = membership_get_by_id(tenant=self.tenant, member_id=member_id)
         token = agent_token_get(membership=membership, token_id=token_id)
