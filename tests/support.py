@@ -54,7 +54,9 @@ def race(count: int, attempt: Callable[[int], Any]) -> list[tuple[str, Any]]:
     def run(index: int) -> None:
         try:
             connection.ensure_connection()
-            barrier.wait()
+            # Bounded: if one thread cannot start (no connection), the others fail
+            # with BrokenBarrierError instead of waiting forever.
+            barrier.wait(timeout=60)
             results[index] = ("ok", attempt(index))
         except BaseException as exc:  # noqa: BLE001 - reported to the test, not swallowed
             results[index] = ("error", exc)
