@@ -99,7 +99,9 @@ def test_postgres_url_is_translated():
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["NAME"], db["USER"], db["PASSWORD"]) == ("hitl", "app", "p@ss")
     assert (db["HOST"], db["PORT"]) == ("db.example", "6543")
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"]["sslmode"] == "require"
+    # A connection pool, never per-thread persistent connections (they pile up under ASGI).
+    assert db["OPTIONS"]["pool"]["max_size"] >= 1 and db["CONN_MAX_AGE"] == 0
 
 
 @pytest.mark.parametrize(
