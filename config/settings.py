@@ -140,7 +140,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # redis-py 8 gives reads a 5 s socket timeout by default: exactly as long as
+            # channels-redis blocks in BZPOPMIN waiting for a message, so the receive of
+            # an idle socket fails and its consumer dies, about one every 5 s per process
+            # (channels_redis#422). Longer than that block; finite, so a dead connection
+            # is still noticed.
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
         }
     }
 else:

@@ -3,11 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config.health import healthz, readyz
+from reviews import stream_urls
 
 tenant_api = [
     path("", include("contracts.urls")),
     path("", include("reviews.urls")),
     path("", include("tenants.urls")),
+    path("", include(stream_urls.tenant_urlpatterns)),
 ]
 
 urlpatterns = [
@@ -16,5 +18,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", include(stream_urls)),
     path("api/v1/tenants/<slug:tenant_slug>/", include(tenant_api)),
 ]

@@ -114,3 +114,24 @@ class ReviewTaskGroupPermission(TenantOwned, GroupObjectPermissionBase):
 
     class Meta(GroupObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["tenant", "group", "content_object"], name="review_gperm_lookup")]
+
+
+# --- Live queue stream ----------------------------------------------------------------
+
+
+class WebsocketTicket(TenantOwned):
+    """A short-lived, single-use credential for opening one queue websocket, so API
+    token clients never put their token in a URL (URLs end up in access logs). Only
+    its SHA-256 is stored. Bound to one user and one tenant; `api_token` is the token
+    it was minted with (null for a browser session), re-checked on every event so
+    revoking that token ends the socket too."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    api_token = models.ForeignKey("tenants.ApiToken", null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    key_hash = models.CharField(max_length=64)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "key_hash"], name="websocket_ticket_key_per_tenant")]

@@ -1,0 +1,454 @@
+"""Live queue latency: commit -> websocket client, with many clients connected.
+
+Seeds its own PostgreSQL database (`bench_ws`, dropped and recreated; migrated with
+`manage.py migrate`): two tenants, an agent each, and one user with an API token per
+client (reviewers and viewers, alternating between the tenants). Starts `--servers`
+`uvicorn config.asgi:application` processes on it (HTTP and websockets in one process;
+channels-redis on `--redis`, TASKS_BACKEND=immediate so a submission runs its graph and
+commits its review task inside the request). Or, with `--target`, uses a server you
+started (it must use `--database-url`, which is seeded in place, not recreated).
+
+Client processes (`--client-procs`, separate from the server so that parsing 1,000
+sockets' frames does not queue behind one event loop) each take a share of the clients:
+every client gets a ticket (POST /api/v1/ws-ticket/ with its token) and opens
+/ws/v1/tenants/<slug>/reviews/, round-robin over the servers. When all are connected,
+the agents submit `--events` high-risk contracts, alternating tenants, one every
+`--interval` seconds; each produces one `review.created` for every client of its tenant.
+
+Latency is measured per delivery: the client's receive time minus the event's `at`,
+the event row's timestamp, taken inside the committing transaction a moment before the
+commit (so the figure slightly overstates commit -> client). Server and clients share
+this machine's clock. Also reported: deliveries missing (by sequence number) and the
+fan-out spread (first to last client of one event).
+
+    .venv/bin/python bench/ws.py                        # 200 clients, one server
+    .venv/bin/python bench/ws.py --clients 1000
+    .venv/bin/python bench/ws.py --clients 400 --servers 2
+    .venv/bin/python bench/ws.py --target http://127.0.0.1:8000 --database-url postgres://postgres@127.0.0.1:5432/hitl
+
+Every wait is bounded and every subprocess is stopped in a `finally`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+REPO_DIR = os.path.dirname(_HERE)
+# `python bench/ws.py` puts bench/ first on sys.path, where bench/queue.py would shadow
+# the standard library's `queue` (which multiprocessing, threading pools and httpx import).
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+sys.path.insert(0, REPO_DIR)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import multiprocessing  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import datetime  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+
+REPO = Path(REPO_DIR)
+PYTHON = str(REPO / ".venv" / "bin" / "python")
+BENCH_SECRET_KEY = "bench-only-secret-key-0123456789abcdef0123456789"
+TENANTS = ("bench-ws-a", "bench-ws-b")
+HIGH_RISK_TEXT = (
+    "MASTER SERVICES AGREEMENT. This agreement is governed by the laws of England. "
+    "Supplier shall have unlimited liability for any breach. "
+    "Customer shall indemnify Supplier against any and all claims arising from the services. "
+    "Supplier may terminate this agreement at any time without cause. "
+    "Customer shall pay EUR 20,000 per year."
+)
+
+# Idempotent: a second run against the same database (--target) reuses what exists.
+SEED_SCRIPT = """
+import json
+from django.contrib.auth import get_user_model
+from tenants.models import ApiToken, Role, Tenant
+from tenants.services import api_token_create, membership_set
+User = get_user_model()
+clients = %(clients)d
+out = {"agents": {}, "clients": []}
+for slug in %(tenants)r:
+    tenant, _ = Tenant.objects.get_or_create(slug=slug, defaults={"name": slug})
+    agent, _ = User.objects.get_or_create(username=f"{slug}-agent")
+    membership_set(tenant=tenant, user=agent, role=Role.AGENT)
+    ApiToken.objects.filter(user=agent, name="bench-ws").delete()
+    out["agents"][slug] = api_token_create(user=agent, name="bench-ws")[1]
+for i in range(clients):
+    slug = %(tenants)r[i %% 2]
+    tenant = Tenant.objects.get(slug=slug)
+    user, created = User.objects.get_or_create(username=f"{slug}-watcher-{i}")
+    if created:
+        membership_set(tenant=tenant, user=user, role=Role.REVIEWER if i %% 4 < 2 else Role.VIEWER)
+    ApiToken.objects.filter(user=user, name="bench-ws").delete()
+    out["clients"].append([slug, api_token_create(user=user, name="bench-ws")[1]])
+print("BENCH_SEED " + json.dumps(out))
+"""
+
+
+# --- Small helpers (stdlib, psycopg, httpx; Django never runs in this process) ----------
+
+
+def pg_url(base: str, dbname: str) -> str:
+    return f"{base.rstrip('/')}/{dbname}"
+
+
+def database_recreate(base: str, dbname: str) -> None:
+    # DROP/CREATE DATABASE cannot run inside a transaction; WITH (FORCE) ends sessions
+    # a previous, killed run may have left behind.
+    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{dbname}"')
+
+
+def database_drop(base: str, dbname: str) -> None:
+    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def product_env(*, database_url: str, redis_url: str) -> dict[str, str]:
+    """Production-like: no DEBUG, PostgreSQL, Redis. The immediate task backend runs the
+    graph inside the submitting request, so no worker process is needed to get events."""
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "PYTHONPATH")}
+    env.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        SECRET_KEY=BENCH_SECRET_KEY,
+        DEBUG="false",
+        LOG_LEVEL="WARNING",
+        TASKS_BACKEND="immediate",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        # Every client mints a ticket; one agent token submits everything.
+        API_THROTTLE_RATE="100000000/second",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def manage(args: list[str], *, env: dict[str, str], timeout: float) -> str:
+    proc = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(port: int, *, env: dict[str, str], log_dir: Path, index: int) -> subprocess.Popen:
+    with open(log_dir / f"uvicorn-{index}.log", "ab") as log:
+        return subprocess.Popen(
+            [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+             "--no-access-log", "--log-level", "warning"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+
+def stop_servers(servers: list[subprocess.Popen]) -> None:
+    for proc in servers:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in servers:
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+
+def http_wait_ready(url: str, *, timeout: float, servers: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in servers:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile (p in 0..100); nan when there are no values."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = min(len(ordered), max(1, int(-(-p * len(ordered) // 100))))
+    return ordered[rank - 1]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                             timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
+                               text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} cores, load average {load}"
+
+
+# --- Client processes -----------------------------------------------------------------
+
+
+def client_process(conn, clients: list[dict[str, str]], connect_timeout: float, handshakes: int) -> None:
+    """Runs in a child process: connect `clients`, report ready, collect events until
+    told what to expect, report deliveries."""
+    try:
+        asyncio.run(_clients_run(conn, clients, connect_timeout, handshakes))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which decides
+        conn.send(("error", repr(exc)))
+        raise
+
+
+async def _clients_run(conn, clients: list[dict[str, str]], connect_timeout: float, handshakes_at_once: int) -> None:
+    from websockets.asyncio.client import connect
+
+    handshakes = asyncio.Semaphore(handshakes_at_once)
+    loop = asyncio.get_running_loop()
+
+    async def open_one(http: httpx.AsyncClient, client: dict[str, str]):
+        async with handshakes:
+            response = await http.post(f"{client['http']}/api/v1/ws-ticket/", json={"tenant": client["slug"]},
+                                       headers={"Authorization": f"Token {client['token']}"})
+            response.raise_for_status()
+            url = f"{client['ws']}/ws/v1/tenants/{client['slug']}/reviews/?ticket={response.json()['ticket']}"
+            ws = await connect(url, proxy=None, open_timeout=connect_timeout, ping_interval=None, max_queue=None)
+            hello = json.loads(await asyncio.wait_for(ws.recv(), connect_timeout))
+            assert hello["type"] == "hello", hello
+            return ws, hello["latest_seq"]
+
+    async with httpx.AsyncClient(timeout=connect_timeout, trust_env=False,
+                                 limits=httpx.Limits(max_connections=handshakes_at_once)) as http:
+        opened = await asyncio.wait_for(asyncio.gather(*(open_one(http, c) for c in clients)), connect_timeout * 4)
+
+    latencies: list[float] = []
+    first_last: dict[str, list[float]] = {}  # "<slug>:<seq>" -> [first receipt, last receipt]
+    received: list[list[int]] = [[] for _ in clients]
+    done = [asyncio.Event() for _ in clients]
+    expected: dict[str, int] = {}
+
+    async def read(index: int, ws, start: int) -> None:
+        slug = clients[index]["slug"]
+        async for raw in ws:
+            now = time.time()
+            message = json.loads(raw)
+            if "seq" not in message:
+                continue
+            latencies.append((now - datetime.fromisoformat(message["at"]).timestamp()) * 1000)
+            key = f"{slug}:{message['seq']}"
+            span = first_last.setdefault(key, [now, now])
+            span[0], span[1] = min(span[0], now), max(span[1], now)
+            received[index].append(message["seq"] - start)
+            if expected and len(received[index]) >= expected.get(slug, 0):
+                done[index].set()
+
+    readers = [asyncio.create_task(read(i, ws, start)) for i, (ws, start) in enumerate(opened)]
+    conn.send(("ready", len(opened)))
+
+    # The parent sends what to expect after its last submission, with a deadline.
+    message, expect, deadline = await loop.run_in_executor(None, conn.recv)
+    assert message == "expect"
+    expected.update(expect)
+    for index, client in enumerate(clients):
+        if len(received[index]) >= expected.get(client["slug"], 0):
+            done[index].set()
+    try:
+        await asyncio.wait_for(asyncio.gather(*(event.wait() for event in done)), deadline)
+    except TimeoutError:
+        pass
+    missing = sum(max(0, expected.get(c["slug"], 0) - len(received[i])) for i, c in enumerate(clients))
+    out_of_order = sum(1 for seqs in received if seqs != sorted(seqs))
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*(ws.close() for ws, _ in opened), return_exceptions=True)
+    conn.send(("done", {"latencies": latencies, "first_last": first_last, "missing": missing,
+                        "out_of_order": out_of_order, "deliveries": sum(len(r) for r in received)}))
+
+
+# --- The run ------------------------------------------------------------------------------
+
+
+def _sigterm(signum, frame) -> None:
+    # End like Ctrl-C: through the finally that stops every subprocess.
+    raise KeyboardInterrupt("SIGTERM")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--clients", type=int, default=200, help="websocket clients, over two tenants (default 200)")
+    parser.add_argument("--events", type=int, default=40, help="high-risk contracts submitted (default 40)")
+    parser.add_argument("--interval", type=float, default=0.25, help="seconds between submissions (default 0.25)")
+    parser.add_argument("--servers", type=int, default=1, help="uvicorn processes sharing Redis (default 1)")
+    parser.add_argument("--client-procs", type=int, default=0,
+                        help="client processes; 0 (default) = one per 250 clients, at least 1")
+    parser.add_argument("--handshakes", type=int, default=40,
+                        help="handshakes in flight at once, over all client processes (default 40): each takes a"
+                             " Redis connection for its group_add, and channels-redis' pool refuses past 100")
+    parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL, no database")
+    parser.add_argument("--db", default="bench_ws", help="database, dropped and recreated (default bench_ws)")
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/3", help="REDIS_URL for the servers (default db 3)")
+    parser.add_argument("--target", help="base URL of a running server instead of starting one (needs --database-url)")
+    parser.add_argument("--database-url", help="with --target: the server's DATABASE_URL, seeded in place")
+    parser.add_argument("--timeout", type=float, default=60.0, help="bound on connecting and on delivery (default 60)")
+    parser.add_argument("--keep-db", action="store_true", help="keep the database after the run")
+    args = parser.parse_args()
+    if args.clients < 2 or args.events < 1 or args.servers < 1:
+        parser.error("--clients must be at least 2, --events and --servers at least 1")
+    if args.target and not args.database_url:
+        parser.error("--target needs --database-url (the bench seeds its users there)")
+    client_procs = args.client_procs or max(1, -(-args.clients // 250))
+
+    signal.signal(signal.SIGTERM, _sigterm)
+    log_dir = Path(tempfile.mkdtemp(prefix="bench_ws_"))
+    print(f"bench/ws.py  commit {git_commit()}  {machine()}  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"  clients={args.clients} over {len(TENANTS)} tenants, servers={1 if args.target else args.servers},"
+          f" client processes={client_procs}, events={args.events} every {args.interval}s; logs in {log_dir}")
+    sys.stdout.flush()
+
+    servers: list[subprocess.Popen] = []
+    children: list[multiprocessing.Process] = []
+    try:
+        t = time.perf_counter()
+        if args.target:
+            env = product_env(database_url=args.database_url, redis_url=args.redis)
+            bases = [args.target.rstrip("/")]
+        else:
+            database_recreate(args.pg, args.db)
+            env = product_env(database_url=pg_url(args.pg, args.db), redis_url=args.redis)
+            manage(["migrate", "--noinput", "-v0"], env=env, timeout=300)
+        seed_out = manage(["shell", "-c", SEED_SCRIPT % {"clients": args.clients, "tenants": TENANTS}], env=env,
+                          timeout=600)
+        seed = json.loads(next(line for line in seed_out.splitlines() if line.startswith("BENCH_SEED "))[11:])
+        print(f"  seeded in {time.perf_counter() - t:.1f} s")
+        if not args.target:
+            ports = [free_port() for _ in range(args.servers)]
+            servers = [start_server(port, env=env, log_dir=log_dir, index=i) for i, port in enumerate(ports)]
+            bases = [f"http://127.0.0.1:{port}" for port in ports]
+            for base in bases:
+                http_wait_ready(f"{base}/healthz", timeout=60, servers=servers)
+            print(f"  uvicorn pids {' '.join(str(p.pid) for p in servers)}, RSS"
+                  f" {' '.join(f'{rss_mib(p.pid):.0f}' for p in servers)} MiB after start")
+
+        clients = [
+            {"slug": slug, "token": token, "http": bases[i % len(bases)],
+             "ws": bases[i % len(bases)].replace("http://", "ws://", 1).replace("https://", "wss://", 1)}
+            for i, (slug, token) in enumerate(seed["clients"])
+        ]
+        ctx = multiprocessing.get_context("spawn")
+        pipes = []
+        for index in range(client_procs):
+            parent_end, child_end = ctx.Pipe()
+            child = ctx.Process(target=client_process, args=(child_end, clients[index::client_procs], args.timeout,
+                                                                 max(1, args.handshakes // client_procs)),
+                                daemon=True)
+            child.start()
+            children.append(child)
+            pipes.append(parent_end)
+        t = time.perf_counter()
+        connected = 0
+        for pipe in pipes:
+            if not pipe.poll(args.timeout * 5):
+                raise TimeoutError("client process did not connect in time")
+            kind, value = pipe.recv()
+            if kind != "ready":
+                raise RuntimeError(f"client process failed: {value}")
+            connected += value
+        print(f"  {connected} clients connected in {time.perf_counter() - t:.1f} s")
+        for proc in servers:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}; see {log_dir}")
+
+        # Submissions: alternate tenants, one every --interval, each request timed.
+        expected = {slug: 0 for slug in TENANTS}
+        request_ms: list[float] = []
+        with httpx.Client(timeout=args.timeout, trust_env=False) as http:
+            for n in range(args.events):
+                slug = TENANTS[n % len(TENANTS)]
+                started = time.perf_counter()
+                response = http.post(f"{bases[n % len(bases)]}/api/v1/tenants/{slug}/contracts/",
+                                     json={"title": f"MSA {n}", "text": HIGH_RISK_TEXT},
+                                     headers={"Authorization": f"Token {seed['agents'][slug]}"})
+                request_ms.append((time.perf_counter() - started) * 1000)
+                if response.status_code not in (201, 202):
+                    raise RuntimeError(f"submission failed: {response.status_code} {response.text[:500]}")
+                expected[slug] += 1
+                time.sleep(args.interval)
+
+        for pipe in pipes:
+            pipe.send(("expect", expected, args.timeout))
+        results = []
+        for pipe in pipes:
+            if not pipe.poll(args.timeout + 30):
+                raise TimeoutError("client process did not report in time")
+            kind, value = pipe.recv()
+            if kind != "done":
+                raise RuntimeError(f"client process failed: {value}")
+            results.append(value)
+        server_rss = [rss_mib(p.pid) for p in servers]
+
+        latencies = [x for r in results for x in r["latencies"]]
+        spans: dict[str, list[float]] = {}
+        for r in results:
+            for key, (first, last) in r["first_last"].items():
+                span = spans.setdefault(key, [first, last])
+                span[0], span[1] = min(span[0], first), max(span[1], last)
+        spread = [(last - first) * 1000 for first, last in spans.values()]
+        wanted = sum(expected[c["slug"]] for c in clients)
+        missing = sum(r["missing"] for r in results)
+        print(f"\n  deliveries {sum(r['deliveries'] for r in results)} of {wanted} expected,"
+              f" missing {missing}, clients with out-of-order events {sum(r['out_of_order'] for r in results)}")
+        print(f"  submit request (graph run + commit + broadcast) ms: p50 {percentile(request_ms, 50):.1f}"
+              f"  p99 {percentile(request_ms, 99):.1f}")
+        print(f"  fan-out spread per event (first -> last client) ms: p50 {percentile(spread, 50):.1f}"
+              f"  p99 {percentile(spread, 99):.1f}  max {max(spread, default=float('nan')):.1f}")
+        if servers:
+            print(f"  server RSS at end: {' '.join(f'{r:.0f}' for r in server_rss if r is not None)} MiB")
+        print(f"\n  commit -> client latency, {len(latencies)} deliveries to {connected} clients:"
+              f"  p50 {percentile(latencies, 50):.1f} ms   p99 {percentile(latencies, 99):.1f} ms"
+              f"   max {max(latencies, default=float('nan')):.1f} ms")
+        return 0 if missing == 0 else 1
+    finally:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+                child.join(timeout=10)
+        stop_servers(servers)
+        if not args.target and not args.keep_db:
+            database_drop(args.pg, args.db)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,420 @@
+"""The queue websocket through the whole ASGI stack (origin check, session, routing,
+consumer) with Channels' WebsocketCommunicator: credentials, refusals, per-event
+re-checks, replay, heartbeat. Runs on PostgreSQL + Redis and on the embedded default."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import async_to_sync
+from asgiref.testing import ApplicationCommunicator as BaseApplicationCommunicator
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.test import Client
+from django.utils import timezone
+
+from config.asgi import application
+from contracts.services import contract_submit
+from reviews.consumers import CLOSE_REVOKED
+from reviews.models import QueueEvent, ReviewTask, WebsocketTicket
+from reviews.services import review_task_claim, review_task_release
+from reviews.stream import websocket_ticket_create
+from tenants.models import ApiToken, Role
+from tenants.services import api_token_revoke, membership_remove, membership_set
+from tests.factories import HIGH_RISK_TEXT
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
+
+# Bounds on waiting for a message: they only stop a broken run from hanging.
+WAIT = 10
+OWN_ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+
+
+@pytest.fixture(autouse=True)
+def _test_settings(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # No heartbeat in the middle of a test's exchange, except where a test asks for it.
+    settings.QUEUE_STREAM_HEARTBEAT_SECONDS = 3600
+
+
+class Communicator(WebsocketCommunicator):
+    """WebsocketCommunicator without its switch-off of close_old_connections. Channels
+    turns connection cleanup off so that a TestCase's transaction survives; these tests
+    commit for real (transaction=True) and the consumer's queries run on worker threads,
+    which, as in production, must hand their connections back (to the pool on
+    PostgreSQL) after each call, or a few tests would exhaust it."""
+
+    async def send_input(self, message):
+        return await BaseApplicationCommunicator.send_input(self, message)
+
+    async def receive_output(self, timeout=1):
+        return await BaseApplicationCommunicator.receive_output(self, timeout)
+
+
+def ws_path(world, **params: str) -> str:
+    query = "&".join(f"{key}={value}" for key, value in params.items())
+    return f"/ws/v1/tenants/{world.slug}/reviews/" + (f"?{query}" if query else "")
+
+
+def ticket_for(world, member, *, api_token: bool = True) -> str:
+    token = ApiToken.objects.filter(user=member.user).first() if api_token else None
+    return websocket_ticket_create(tenant=world.tenant, user=member.user, api_token=token)[1]
+
+
+def session_cookie(member) -> tuple[bytes, bytes]:
+    client = Client()
+    client.force_login(member.user)
+    return (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())
+
+
+async def open_socket(path: str, *headers: tuple[bytes, bytes]) -> tuple[Communicator, bool]:
+    communicator = Communicator(application, path, headers=list(headers))
+    connected, _ = await communicator.connect(timeout=WAIT)
+    return communicator, connected
+
+
+async def receive(communicator: WebsocketCommunicator) -> dict:
+    return await communicator.receive_json_from(timeout=WAIT)
+
+
+async def ping(communicator: WebsocketCommunicator) -> dict:
+    await communicator.send_json_to({"type": "ping"})
+    return await receive(communicator)
+
+
+def high_risk_task(world) -> ReviewTask:
+    """Submit a high-risk contract as the agent (the graph runs at once: immediate task
+    backend) and return its legal review task; emits review.created."""
+    contract = contract_submit(tenant=world.tenant, submitted_by=world.agent.user, title="MSA", text=HIGH_RISK_TEXT)
+    return ReviewTask.objects.get(tenant=world.tenant, contract=contract)
+
+
+def claim_and_release(world, task: ReviewTask) -> None:
+    """Two more events: review.claimed, review.released."""
+    review_task_claim(tenant=world.tenant, task_id=task.pk, user=world.reviewer.user)
+    review_task_release(tenant=world.tenant, task_id=task.pk, user=world.reviewer.user)
+
+
+def latest_seq(world) -> int:
+    world.tenant.refresh_from_db(fields=["event_seq"])
+    return world.tenant.event_seq
+
+
+# --- Delivery ---------------------------------------------------------------------------
+
+
+def test_subscriber_receives_its_tenants_events_and_nothing_of_another_tenant(acme, globex):
+    acme_ticket, globex_ticket = ticket_for(acme, acme.reviewer), ticket_for(globex, globex.viewer)
+    acme_seq, globex_seq = latest_seq(acme), latest_seq(globex)
+
+    async def scenario():
+        acme_socket, acme_ok = await open_socket(ws_path(acme, ticket=acme_ticket))
+        globex_socket, globex_ok = await open_socket(ws_path(globex, ticket=globex_ticket))
+        assert acme_ok and globex_ok
+        assert await receive(acme_socket) == {"type": "hello", "latest_seq": acme_seq}
+        assert await receive(globex_socket) == {"type": "hello", "latest_seq": globex_seq}
+
+        task = await database_sync_to_async(high_risk_task)(acme)
+        event = await receive(acme_socket)
+        assert event["type"] == "review.created"
+        assert event["seq"] == acme_seq + 1
+        assert event["task_id"] == str(task.pk)
+        assert event["contract_id"] == str(task.contract_id)
+        assert (event["kind"], event["status"]) == ("legal", "pending")
+        assert event["risk_score"] == pytest.approx(0.8245)
+        assert event["at"]
+
+        # globex's stream did not move: its next message is the answer to a ping, at the
+        # same position; and the next event it does get is its own tenant's.
+        assert await ping(globex_socket) == {"type": "pong", "latest_seq": globex_seq}
+        globex_task = await database_sync_to_async(high_risk_task)(globex)
+        own = await receive(globex_socket)
+        assert (own["seq"], own["task_id"]) == (globex_seq + 1, str(globex_task.pk))
+
+        await acme_socket.disconnect()
+        await globex_socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_events_arrive_in_sequence_order_with_claims(acme):
+    task = high_risk_task(acme)
+    ticket, start = ticket_for(acme, acme.senior), latest_seq(acme)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok and (await receive(socket))["latest_seq"] == start
+        await database_sync_to_async(claim_and_release)(acme, task)
+        claimed, released = await receive(socket), await receive(socket)
+        assert [(e["seq"], e["type"]) for e in (claimed, released)] == [
+            (start + 1, "review.claimed"), (start + 2, "review.released")]
+        assert claimed["claimed_by"] == "acme-reviewer" and released["claimed_by"] is None
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+# --- Credentials and refusals -----------------------------------------------------------
+
+
+def test_session_cookie_from_our_own_origin_is_accepted(acme):
+    cookie = session_cookie(acme.viewer)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme), OWN_ORIGIN, cookie)
+        assert ok
+        assert (await receive(socket))["type"] == "hello"
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param((), id="no-credentials"),
+        pytest.param((OWN_ORIGIN,), id="own-origin-but-no-credentials"),
+        pytest.param(("cookie",), id="session-cookie-without-origin"),
+        pytest.param(("cookie", (b"origin", b"https://evil.example")), id="session-cookie-from-foreign-origin"),
+        pytest.param(("cookie", (b"origin", b"null")), id="session-cookie-from-null-origin"),
+    ],
+)
+def test_handshakes_without_a_valid_credential_are_refused(acme, headers):
+    cookie = session_cookie(acme.viewer)
+    headers = [cookie if header == "cookie" else header for header in headers]
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme), *headers)
+        assert not ok
+
+    async_to_sync(scenario)()
+
+
+def test_foreign_origin_is_refused_even_with_a_valid_ticket(acme):
+    ticket = ticket_for(acme, acme.viewer)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket), (b"origin", b"https://evil.example"))
+        assert not ok
+
+    async_to_sync(scenario)()
+
+
+def test_a_ticket_opens_one_socket_only(acme):
+    ticket = ticket_for(acme, acme.viewer)
+
+    async def scenario():
+        first, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok
+        second, ok_again = await open_socket(ws_path(acme, ticket=ticket))
+        assert not ok_again
+        await first.disconnect()
+
+    async_to_sync(scenario)()
+    assert WebsocketTicket.objects.get(tenant=acme.tenant).used_at is not None
+
+
+def test_expired_unknown_and_bad_cookie_fallback_tickets_are_refused(acme):
+    expired = websocket_ticket_create(
+        tenant=acme.tenant, user=acme.viewer.user, now=timezone.now() - timedelta(minutes=5))[1]
+    cookie = session_cookie(acme.viewer)
+
+    async def scenario():
+        for path, headers in [
+            (ws_path(acme, ticket=expired), ()),
+            (ws_path(acme, ticket="not-a-ticket"), ()),
+            # A bad ticket is not rescued by a valid session cookie.
+            (ws_path(acme, ticket="not-a-ticket"), (OWN_ORIGIN, cookie)),
+        ]:
+            socket, ok = await open_socket(path, *headers)
+            assert not ok, path
+
+    async_to_sync(scenario)()
+
+
+def test_foreign_tenant_is_refused_like_a_missing_one(acme, globex):
+    acme_ticket = ticket_for(acme, acme.admin)
+    globex_cookie = session_cookie(globex.admin)
+
+    async def scenario():
+        # acme's ticket on globex's stream; globex's admin (session) on acme's stream;
+        # a tenant that does not exist. All look the same: a refused handshake.
+        for path, headers in [
+            (ws_path(globex, ticket=acme_ticket), ()),
+            (ws_path(acme), (OWN_ORIGIN, globex_cookie)),
+            ("/ws/v1/tenants/no-such-tenant/reviews/", (OWN_ORIGIN, globex_cookie)),
+        ]:
+            socket, ok = await open_socket(path, *headers)
+            assert not ok, path
+
+    async_to_sync(scenario)()
+
+
+def test_agents_get_no_stream(acme):
+    ticket = ticket_for(acme, acme.agent)  # minted directly: the ticket API refuses agents
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert not ok
+
+    async_to_sync(scenario)()
+
+
+def test_revoked_viewer_is_refused_at_connect(acme):
+    ticket = ticket_for(acme, acme.viewer)
+    cookie = session_cookie(acme.viewer)
+    membership_remove(membership=acme.viewer.user.memberships.get(tenant=acme.tenant), actor=acme.admin.user, via="api")
+
+    async def scenario():
+        for path, headers in [(ws_path(acme, ticket=ticket), ()), (ws_path(acme), (OWN_ORIGIN, cookie))]:
+            socket, ok = await open_socket(path, *headers)
+            assert not ok, path
+
+    async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize("after", ["-1", "abc", "1e3", "9" * 30])
+def test_malformed_position_is_refused(acme, after):
+    ticket = ticket_for(acme, acme.viewer)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket, after=after))
+        assert not ok
+
+    async_to_sync(scenario)()
+
+
+# --- Re-checked on every event ------------------------------------------------------
+
+
+def _remove_viewer(world) -> None:
+    membership = world.viewer.user.memberships.get(tenant=world.tenant)
+    membership_remove(membership=membership, actor=world.admin.user, via="api")
+
+
+def _demote_viewer_to_agent(world) -> None:
+    membership_set(tenant=world.tenant, user=world.viewer.user, role=Role.AGENT)
+
+
+def _revoke_viewer_token(world) -> None:
+    api_token_revoke(token=ApiToken.objects.get(user=world.viewer.user))
+
+
+def _deactivate_viewer(world) -> None:
+    world.viewer.user.is_active = False
+    world.viewer.user.save(update_fields=["is_active"])
+
+
+@pytest.mark.parametrize("revoke", [_remove_viewer, _demote_viewer_to_agent, _revoke_viewer_token, _deactivate_viewer])
+def test_revocation_stops_delivery_at_the_next_event_and_closes_the_socket(acme, revoke):
+    task = high_risk_task(acme)
+    ticket = ticket_for(acme, acme.viewer)
+    watcher_ticket = ticket_for(acme, acme.reviewer2)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        watcher, watcher_ok = await open_socket(ws_path(acme, ticket=watcher_ticket))
+        assert ok and watcher_ok
+        await receive(socket), await receive(watcher)
+        await database_sync_to_async(revoke)(acme)
+        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        # The still-authorised watcher gets the event; the revoked socket gets a close.
+        assert (await receive(watcher))["type"] == "review.claimed"
+        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
+        await watcher.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_revocation_on_a_quiet_queue_closes_at_the_next_heartbeat(acme, settings):
+    settings.QUEUE_STREAM_HEARTBEAT_SECONDS = 0.05
+    ticket = ticket_for(acme, acme.viewer)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok
+        assert (await receive(socket))["type"] == "hello"
+        position = await database_sync_to_async(latest_seq)(acme)
+        assert await receive(socket) == {"type": "heartbeat", "latest_seq": position}
+        await database_sync_to_async(_remove_viewer)(acme)
+        while (output := await socket.receive_output(timeout=WAIT))["type"] == "websocket.send":
+            pass  # heartbeats sent before the removal was seen
+        assert output == {"type": "websocket.close", "code": CLOSE_REVOKED}
+
+    async_to_sync(scenario)()
+
+
+# --- Replay from a position -------------------------------------------------------------
+
+
+def test_replay_from_a_position_then_live_events(acme):
+    start = latest_seq(acme)
+    task = high_risk_task(acme)
+    claim_and_release(acme, task)
+    ticket = ticket_for(acme, acme.reviewer)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket, after=str(start)))
+        assert ok
+        assert await receive(socket) == {"type": "hello", "latest_seq": start + 3}
+        replayed = [await receive(socket) for _ in range(3)]
+        assert [(e["seq"], e["type"]) for e in replayed] == [
+            (start + 1, "review.created"), (start + 2, "review.claimed"), (start + 3, "review.released")]
+        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        live = await receive(socket)
+        assert (live["seq"], live["type"]) == (start + 4, "review.claimed")
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_replay_of_events_no_longer_retained_asks_for_a_resync(acme):
+    task = high_risk_task(acme)
+    claim_and_release(acme, task)
+    latest = latest_seq(acme)
+    QueueEvent.objects.filter(tenant=acme.tenant, seq__lt=latest).delete()  # as the pruning would
+    ticket = ticket_for(acme, acme.reviewer)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket, after="0"))
+        assert ok
+        assert await receive(socket) == {"type": "hello", "latest_seq": latest}
+        assert await receive(socket) == {"type": "resync", "latest_seq": latest}
+        # Then the stream simply goes on from `latest`.
+        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        assert (await receive(socket))["seq"] == latest + 1
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_position_ahead_of_the_stream_asks_for_a_resync(acme):
+    ticket = ticket_for(acme, acme.reviewer)
+    latest = latest_seq(acme)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket, after=str(latest + 50)))
+        assert ok
+        assert (await receive(socket))["type"] == "hello"
+        assert await receive(socket) == {"type": "resync", "latest_seq": latest}
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_client_noise_is_ignored_and_ping_answers_with_the_position(acme):
+    ticket = ticket_for(acme, acme.viewer)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok
+        hello = await receive(socket)
+        await socket.send_to(text_data="not json")
+        await socket.send_to(bytes_data=b"\x00\x01")
+        await socket.send_json_to({"type": "subscribe", "tenant": "globex"})
+        await socket.send_to(text_data='{"type": "ping", "pad": "' + "x" * 5_000 + '"}')  # oversized: ignored
+        assert await ping(socket) == {"type": "pong", "latest_seq": hello["latest_seq"]}
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
