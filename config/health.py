@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from asgiref.sync import async_to_sync
@@ -32,7 +33,15 @@ def _channel_layer() -> None:
     layer = get_channel_layer()
     if layer is None:
         raise RuntimeError("no channel layer configured")
-    async_to_sync(layer.send)("readyz-probe", {"type": "probe"})
+
+    async def round_trip() -> None:
+        # A fresh channel each time, read back: a fixed channel nobody reads fills up
+        # (capacity 100) and would turn readiness red on its own.
+        channel = await layer.new_channel()
+        await layer.send(channel, {"type": "readyz.probe"})
+        await asyncio.wait_for(layer.receive(channel), timeout=5)
+
+    async_to_sync(round_trip)()
 
 
 def _task_backend() -> None:

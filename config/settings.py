@@ -157,6 +157,14 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- Live queue stream ------------------------------------------------------------------
+
+# Seconds between a socket's heartbeats (each re-checks its group and reports the
+# position, so a client notices lost events even when nothing follows them).
+QUEUE_STREAM_HEARTBEAT_SECONDS = env_int("QUEUE_STREAM_HEARTBEAT_SECONDS", 25, minimum=1)
+# Days of queue events kept for catch-up (manage.py prune_queue_events).
+QUEUE_EVENT_RETENTION_DAYS = env_int("QUEUE_EVENT_RETENTION_DAYS", 7, minimum=1)
+
 # --- Tasks ----------------------------------------------------------------------------
 
 TASKS_BACKEND = env_str("TASKS_BACKEND", "database")

@@ -21,3 +21,7 @@ urlpatterns = [
     path("api/v1/", include(stream_urls)),
     path("api/v1/tenants/<slug:tenant_slug>/", include(tenant_api)),
 ]
+
+# Unroutable paths (an id of the wrong shape, an unknown route) never reach DRF; under
+# /api/ they still answer with the one JSON error body.
+handler404 = "config.api_errors.page_not_found"

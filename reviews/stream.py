@@ -28,7 +28,7 @@ from rest_framework import status
 from config.api_errors import ApplicationError
 from reviews.events import event_public
 from reviews.models import QueueEvent, WebsocketTicket
-from tenants.apis import PEOPLE_ROLES
+from tenants.models import PEOPLE_ROLES
 from tenants.models import ApiToken, Membership, Tenant
 
 # Roles that may follow the queue live: exactly those that may read the whole review
@@ -44,18 +44,15 @@ TICKET_TTL = timedelta(seconds=30)
 REPLAY_MAX = 1_000
 EVENTS_PAGE_DEFAULT = 100
 EVENTS_PAGE_MAX = 1_000
-# Read at call time, so deployments (and tests) can override them in settings.
-DEFAULT_RETENTION = timedelta(days=7)
-DEFAULT_HEARTBEAT_SECONDS = 25.0
+# Read at call time, so tests can override them in settings.
 
 
 def stream_heartbeat_seconds() -> float:
-    return float(getattr(settings, "QUEUE_STREAM_HEARTBEAT_SECONDS", DEFAULT_HEARTBEAT_SECONDS))
+    return float(settings.QUEUE_STREAM_HEARTBEAT_SECONDS)
 
 
 def queue_event_retention() -> timedelta:
-    days = getattr(settings, "QUEUE_EVENT_RETENTION_DAYS", None)
-    return timedelta(days=days) if days is not None else DEFAULT_RETENTION
+    return timedelta(days=settings.QUEUE_EVENT_RETENTION_DAYS)
 
 
 class ResyncRequired(ApplicationError):

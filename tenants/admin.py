@@ -12,10 +12,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from config.api_errors import ApplicationError
-from tenants.models import ApiToken, AuditRecord, Membership, Role, Tenant, TenantGroup
+from tenants.models import PEOPLE_ROLES, ApiToken, AuditRecord, Membership, Role, Tenant, TenantGroup
 from tenants.services import member_add, member_change, member_remove
 
-PEOPLE_ROLES = frozenset(Role.values) - {Role.AGENT}
 ADMIN_ROLES = frozenset({Role.ADMIN})
 
 

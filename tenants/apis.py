@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 
 from config.api_docs import error_responses
 from config.api_errors import Forbidden
-from tenants.models import Membership, Role, Tenant
+from tenants.models import PEOPLE_ROLES, Membership, Role, Tenant
 from tenants.selectors import (
     agent_token_get,
     agent_token_list,
@@ -38,7 +38,6 @@ class StrictInputSerializer(serializers.Serializer):
 
 
 MEMBER_ROLES = frozenset(Role.values)
-PEOPLE_ROLES = MEMBER_ROLES - {Role.AGENT}  # humans: may read the review queue
 ADMIN_ROLES = frozenset({Role.ADMIN})
 
 

@@ -63,6 +63,8 @@ class Role(models.TextChoices):
 
 # Roles that may decide review tasks at all; object permissions narrow it further.
 DECIDING_ROLES = frozenset({Role.ADMIN, Role.SENIOR_REVIEWER, Role.REVIEWER})
+# Humans: may read the review queue (agents may not).
+PEOPLE_ROLES = frozenset(Role.values) - {Role.AGENT}
 # Roles that may submit contracts.
 SUBMITTING_ROLES = frozenset({Role.ADMIN, Role.SENIOR_REVIEWER, Role.REVIEWER, Role.AGENT})
 
