@@ -2,6 +2,7 @@
 (see config/env.py). Unset variables give the embedded default: SQLite and an
 in-memory channel layer."""
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -16,7 +17,9 @@ VAR_DIR = BASE_DIR / "var"
 DEBUG = env_bool("DEBUG", False)
 _DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdef"
 # Off DEBUG the key must come from the environment: a default would be a shared secret.
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET if DEBUG else None)
+if not DEBUG and "SECRET_KEY" not in os.environ:
+    raise ImproperlyConfigured("SECRET_KEY must be set (or DEBUG=true for a development-only key)")
+SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
 if len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters long")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
