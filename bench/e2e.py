@@ -224,6 +224,40 @@ def rss_mib(pid: int) -> float | None:
     return None
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def cpu_by_role(server_pid: int, worker_pids: list[int]) -> dict[str, float]:
+    """Where the machine's CPU goes, so a per-contract cost can be split by process."""
+    return {
+        "server": cpu_seconds(server_pid),
+        "workers": sum(cpu_seconds(pid) for pid in worker_pids),
+        "postgres": sum(cpu_seconds(pid) for pid in postgres_pids()),
+        "client": sum(os.times()[:2]),
+    }
+
+
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); nan when there are no values."""
     if not values:
@@ -703,8 +737,13 @@ def main() -> int:
 
         for c in concurrencies:
             if not args.skip_bare:
+                cpu_before = (sum(os.times()[:2]), sum(cpu_seconds(pid) for pid in postgres_pids()))
                 result = bare_load(dsn=pg_url(args.pg, args.bare_db), n=args.n, concurrency=c,
                                    phase_timeout=args.phase_timeout, warmup=args.warmup, name="bare")
+                ran = max(1, result.done + args.warmup * c)  # the warm-up contracts used CPU too
+                own = 1000 * (sum(os.times()[:2]) - cpu_before[0]) / ran
+                pg = 1000 * (sum(cpu_seconds(pid) for pid in postgres_pids()) - cpu_before[1]) / ran
+                result.notes.append(f"    CPU ms/contract: bench process {own:.1f}, postgres {pg:.1f}")
                 results[("bare", c)] = result
                 report(result, args.n)
             if args.skip_product:
@@ -729,11 +768,13 @@ def main() -> int:
                 if warm.errors:
                     raise RuntimeError(f"warm-up failed: {warm.errors[:3]} {sampler.abort_reason}")
                 before = pg_database_stats(args.pg, args.db)
+                cpu_before = cpu_by_role(server.pid, [w.pid for w in workers])
                 sampler.reset()
                 result = product_load(base_url=base_url, keys=keys, n=args.n, concurrency=c,
                                       poll=args.poll_ms / 1000, stage_timeout=args.stage_timeout,
                                       phase_timeout=args.phase_timeout, name=f"product ({k} workers)",
                                       max_errors=max(5, args.n // 20), abort=sampler.abort)
+                cpu_after = cpu_by_role(server.pid, [w.pid for w in workers])
                 server_rss = rss_mib(server.pid)
                 worker_rss = [r for r in (rss_mib(w.pid) for w in workers) if r is not None]
             finally:
@@ -751,6 +792,13 @@ def main() -> int:
                 f"    PostgreSQL: {after['sessions'] - before['sessions']} new sessions for {requests} HTTP requests,"
                 f" {(after['xact_commit'] - before['xact_commit']) / max(1, result.done):.0f} commits/contract"
                 f" (incl. worker polling)")
+            # PostgreSQL backends that exit during the load take their CPU with them, so
+            # that figure is a lower bound; the pool keeps them alive here.
+            cpu_ms = {role: 1000 * (cpu_after[role] - cpu_before[role]) / max(1, result.done) for role in cpu_after}
+            result.notes.append(
+                "    CPU ms/contract: " + ", ".join(f"{role} {ms:.1f}" for role, ms in cpu_ms.items())
+                + f"; total {sum(cpu_ms.values()):.1f} ({sum(cpu_ms.values()) * result.throughput / 10:.0f}%"
+                f" of one core)")
             result.notes.extend(sampler.report())
             results[("product", c)] = result
             report(result, args.n)
