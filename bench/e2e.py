@@ -5,23 +5,43 @@ Product: its own PostgreSQL database (dropped and recreated every run), migrated
 `uvicorn config.asgi:application` process and K task-worker processes
 (`manage.py db_worker`, TASKS_BACKEND=database, Redis for the channel layer and the
 throttle cache). C client threads, each with its own HTTP session, each driving
-contracts one after another through the real API:
+contracts one after another through the real API. How a thread learns that its review
+task is there and that its contract is done is `--watch`:
+
+  ws (default), as a reviewer UI does: one websocket subscriber for the whole process,
+    the reviewer's, on the tenant's live queue (/ws/v1/tenants/<slug>/reviews/, with a
+    single-use ticket from POST /api/v1/ws-ticket/), connected before the warm-up of
+    each phase and closed after it. Two HTTP requests per contract:
+
+    POST contracts/ (high risk)  ->  wait for its `review.created` event (the task id)
+    ->  POST reviews/<task>/resume/ {"decision": "approve"}  ->  wait for its
+    `contract.completed` event, status "approved"
+
+    A lost event (a `seq` still missing a few seconds after a later one arrived, or a
+    heartbeat ahead of what arrived), a `resync` frame or a closed socket stop the phase
+    with an error: the figures would otherwise be of stage timeouts.
+
+  poll: each thread polls, sleeping --poll-ms between requests:
 
     POST contracts/ (high risk)  ->  poll GET reviews/?contract=<id>&status=pending
     ->  POST reviews/<task>/resume/ {"decision": "approve"}  ->  poll GET contracts/<id>/
     until "approved"
+
+Submit -> task visible runs from before the POST to the moment the client learns of the
+task (the poll that found it, or the event's arrival at the subscriber, which can come
+before the POST's response); resume -> completed likewise, from before the resume POST.
 
 Bare floor: the same graph (contracts.graph.builder.contract_graph_build) driven
 directly with LangGraph + PostgresSaver in this process, on a second database of the
 same server; one saver and one psycopg connection per thread; invoke (interrupt), then
 Command(resume={interrupt_id: {"decision": "approve"}}).
 
-Every wait has a timeout and every subprocess is stopped in a `finally`. The client
-polls with a short sleep (--poll-ms); that polling load is part of what the server
-sees, so the figures are of the product *under this client*.
+Every wait has a timeout and every subprocess is stopped in a `finally`. With
+--watch poll the client's polling load (most of its requests) is part of what the server
+sees, so the figures are of the product *under that client*.
 
-    .venv/bin/python bench/e2e.py --n 300            # defaults: concurrency 1 and 8
-    .venv/bin/python bench/e2e.py --n 30 --concurrency 1,8
+    .venv/bin/python bench/e2e.py --n 300            # defaults: concurrency 1 and 8, --watch ws
+    .venv/bin/python bench/e2e.py --n 30 --concurrency 1,8 --watch poll
 """
 
 from __future__ import annotations
@@ -54,6 +74,8 @@ from pathlib import Path  # noqa: E402
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 from psycopg.rows import dict_row  # noqa: E402
+from websockets.exceptions import ConnectionClosed, WebSocketException  # noqa: E402
+from websockets.sync.client import connect as websocket_connect  # noqa: E402
 
 REPO = Path(REPO_DIR)
 PYTHON = str(REPO / ".venv" / "bin" / "python")
@@ -388,9 +410,9 @@ def pg_database_stats(base: str, dbname: str) -> dict[str, int]:
 @dataclass
 class ProductTiming:
     submit: float  # POST contracts/ round trip
-    visible: float  # submit start -> the task is in the reviewer's queue
+    visible: float  # submit start -> the client learns of the task (poll answer or event arrival)
     resume: float  # POST resume round trip
-    completed: float  # resume start -> GET contracts/<id>/ says approved
+    completed: float  # resume start -> the client learns it is approved (poll answer or event arrival)
     total: float  # submit start -> approved
     requests: int
 
@@ -412,6 +434,225 @@ class PhaseResult:
 
 class StageTimeout(Exception):
     pass
+
+
+class WatchLost(RuntimeError):
+    """The live queue can no longer be trusted (socket closed, events lost): the phase stops."""
+
+
+# A `seq` may arrive after a later one: events are broadcast after commit by different
+# processes (the server, each worker), so two of them can reach the socket in either
+# order. Only a number still missing this long after a later one arrived is a loss.
+HOLE_GRACE = 5.0
+REVIEW_CREATED, CONTRACT_COMPLETED = "review.created", "contract.completed"
+
+
+class QueueWatcher:
+    """The reviewer's live queue: one websocket for the whole bench process, read by a
+    thread of its own (websockets' sync client). Per contract it records when its
+    `review.created` arrived and the task id, and when its `contract.completed` arrived
+    and the status, and wakes the client threads waiting. An event is recorded before
+    anyone waits for it, and a wait looks at the record first, so an event that arrives
+    before its client has read the POST response is not missed.
+
+    Delivery is at-most-once and numbered (`seq`, consecutive per tenant; the warm-up's
+    and other contracts' events count too). A hole older than HOLE_GRACE, a heartbeat or
+    pong ahead of what arrived for as long, a `resync` frame or a closed socket set
+    `error`, and every wait raises WatchLost instead of running into its timeout."""
+
+    def __init__(self, *, base_url: str, token: str, timeout: float = 30.0) -> None:
+        self.base_url, self.token, self.timeout = base_url, token, timeout
+        self.cond = threading.Condition()
+        self.records: dict[str, dict[str, tuple[str, float]]] = {REVIEW_CREATED: {}, CONTRACT_COMPLETED: {}}
+        self.error = ""
+        self.next_seq = 0  # every seq below has arrived
+        self.early: dict[int, float] = {}  # seqs above next_seq that arrived, and when
+        self.behind: tuple[int, float] | None = None  # a position the server reported, and when
+        self.pongs, self.pong_seq = 0, 0  # pongs received, and the position the last one reported
+        self.events = self.out_of_order = self.duplicates = 0
+        self.closing = threading.Event()
+        self.ws = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Connect and read the hello before returning: nothing is submitted before the
+        subscriber is in the tenant's group."""
+        try:
+            r = httpx.post(f"{self.base_url}/api/v1/ws-ticket/", json={"tenant": SLUG},
+                           headers={"Authorization": f"Token {self.token}"}, timeout=self.timeout)
+        except httpx.HTTPError as exc:
+            raise WatchLost(f"ws-ticket: {type(exc).__name__}: {exc}") from exc
+        if r.status_code != 201:
+            raise WatchLost(f"ws-ticket: HTTP {r.status_code} {r.text[:300]}")
+        url = f"ws{self.base_url.removeprefix('http')}/ws/v1/tenants/{SLUG}/reviews/?ticket={r.json()['ticket']}"
+        try:
+            # No client pings: on a saturated machine a late pong would close a healthy
+            # socket. The server's heartbeats (and a closed TCP connection) suffice.
+            # legacy=True: a plain connection, closed by close() (the reader's finally).
+            self.ws = websocket_connect(url, proxy=None, open_timeout=self.timeout, ping_interval=None,
+                                        close_timeout=2, max_queue=None, legacy=True)
+            hello = json.loads(self.ws.recv(timeout=self.timeout))
+        except (OSError, TimeoutError, WebSocketException, ValueError) as exc:  # incl. a refused handshake
+            self.close()
+            raise WatchLost(f"could not subscribe to the live queue: {type(exc).__name__}: {exc}") from exc
+        if hello.get("type") != "hello":
+            self.close()
+            raise WatchLost(f"expected a hello frame, got {hello!r}")
+        self.next_seq = hello["latest_seq"] + 1
+        self.thread = threading.Thread(target=self._read, name="queue-watcher", daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while not self.closing.is_set():
+                try:
+                    raw = self.ws.recv(timeout=0.25)  # a short slice, to check holes and closing
+                except TimeoutError:
+                    raw = None
+                now = time.perf_counter()
+                with self.cond:
+                    if raw is not None:
+                        self._frame(json.loads(raw), now)
+                    self._check(now)
+        except ConnectionClosed as exc:
+            if not self.closing.is_set():
+                self._fail(f"the server closed the socket ({exc})")
+        except Exception as exc:  # WatchLost from _frame/_check, or anything unexpected
+            self._fail(str(exc) if isinstance(exc, WatchLost) else f"{type(exc).__name__}: {exc}")
+        finally:
+            self.ws.close()
+
+    def _frame(self, message: dict, now: float) -> None:
+        """Called with the condition held."""
+        kind = message.get("type")
+        if kind == "resync":
+            raise WatchLost(f"resync frame (latest_seq {message.get('latest_seq')}): events were pruned")
+        if kind in ("heartbeat", "pong"):
+            if kind == "pong":
+                self.pongs, self.pong_seq = self.pongs + 1, message["latest_seq"]
+            if message["latest_seq"] >= self.next_seq and self.behind is None:
+                self.behind = (message["latest_seq"], now)
+            self.cond.notify_all()
+            return
+        seq = message.get("seq")
+        if seq is None:
+            return
+        if seq < self.next_seq or seq in self.early:
+            self.duplicates += 1
+            return
+        self.events += 1
+        self.out_of_order += seq != self.next_seq
+        self.early[seq] = now
+        while self.next_seq in self.early:
+            del self.early[self.next_seq]
+            self.next_seq += 1
+        if kind == REVIEW_CREATED:
+            self.records[kind].setdefault(message["contract_id"], (message["task_id"], now))
+        elif kind == CONTRACT_COMPLETED:
+            self.records[kind].setdefault(message["contract_id"], (message["status"], now))
+        self.cond.notify_all()
+
+    def _check(self, now: float) -> None:
+        """Called with the condition held: holes and reported positions past their grace."""
+        if self.early and now - min(self.early.values()) > HOLE_GRACE:
+            raise WatchLost(f"seq {self.next_seq} never arrived (seq {min(self.early)} did, over {HOLE_GRACE:.0f} s"
+                            f" ago): an event was lost")
+        if self.behind is not None:
+            latest, since = self.behind
+            if self.next_seq > latest:
+                self.behind = None
+            elif now - since > HOLE_GRACE:
+                raise WatchLost(f"the server reported seq {latest}, but only up to {self.next_seq - 1} arrived in"
+                                f" {HOLE_GRACE:.0f} s: events were lost")
+
+    def _fail(self, message: str) -> None:
+        with self.cond:
+            self.error = self.error or message
+            self.cond.notify_all()
+
+    def wait(self, kind: str, contract_id: str, *, deadline: float, stop: threading.Event) -> tuple[str, float] | None:
+        """(task id or status, arrival time) of the contract's event of this kind; None
+        when the deadline passes or the phase stops first."""
+        with self.cond:
+            while True:
+                record = self.records[kind].pop(contract_id, None)
+                if record is not None:
+                    return record
+                if self.error:
+                    raise WatchLost(self.error)
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or stop.is_set():
+                    return None
+                self.cond.wait(timeout=min(remaining, 0.25))  # slices: `stop` is not notified
+
+    def verify(self) -> None:
+        """At the end of a phase: ask the server where the stream is (ping) and wait for
+        every event up to there, so a lost last event is noticed too."""
+        with self.cond:
+            pongs = self.pongs
+        try:
+            self.ws.send(json.dumps({"type": "ping"}))
+        except ConnectionClosed as exc:
+            self._fail(f"the server closed the socket ({exc})")
+        deadline = time.perf_counter() + HOLE_GRACE + 5
+        with self.cond:
+            while not self.error and (self.pongs == pongs or self.next_seq <= self.pong_seq or self.early):
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    raise WatchLost(f"no pong, or events still missing, {HOLE_GRACE + 5:.0f} s after a ping")
+                self.cond.wait(timeout=min(remaining, 0.25))
+            if self.error:
+                raise WatchLost(self.error)
+
+    def summary(self) -> str:
+        return (f"    live queue: {self.events} events received, {self.out_of_order} ahead of a missing seq,"
+                f" {self.duplicates} duplicates")
+
+    def close(self) -> None:
+        self.closing.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)  # the reader closes the socket within a recv slice
+        elif self.ws is not None:
+            self.ws.close()
+
+
+def product_one_contract_ws(http: httpx.Client, *, index: int, agent: dict, reviewer: dict, watcher: QueueWatcher,
+                            stage_timeout: float, stop: threading.Event) -> ProductTiming:
+    base = f"/api/v1/tenants/{SLUG}"
+    t0 = time.perf_counter()
+    r = http.post(f"{base}/contracts/", json={"title": f"Bench MSA {index}", "text": HIGH_RISK_TEXT}, headers=agent)
+    if r.status_code != 202:
+        raise RuntimeError(f"submit: HTTP {r.status_code} {r.text[:300]}")
+    contract_id = r.json()["id"]
+    t_submitted = time.perf_counter()
+
+    record = watcher.wait(REVIEW_CREATED, contract_id, deadline=t0 + stage_timeout, stop=stop)
+    if record is None:
+        if stop.is_set():
+            raise StageTimeout(f"contract {contract_id}: stopped while waiting for its review task")
+        raise StageTimeout(f"contract {contract_id}: no review.created after {stage_timeout:.0f}s")
+    task_id, t_visible = record
+
+    t_resume = time.perf_counter()
+    r = http.post(f"{base}/reviews/{task_id}/resume/", json={"decision": "approve"}, headers=reviewer)
+    if r.status_code != 202:
+        raise RuntimeError(f"resume: HTTP {r.status_code} {r.text[:300]}")
+    t_resumed = time.perf_counter()
+
+    record = watcher.wait(CONTRACT_COMPLETED, contract_id, deadline=t_resume + stage_timeout, stop=stop)
+    if record is None:
+        if stop.is_set():
+            raise StageTimeout(f"contract {contract_id}: stopped while waiting for it to complete after resume")
+        raise StageTimeout(f"contract {contract_id}: no contract.completed {stage_timeout:.0f}s after resume")
+    status, t_done = record
+    if status != "approved":
+        # The error path only: the event has no last_error, the contract does.
+        detail = http.get(f"{base}/contracts/{contract_id}/", headers=reviewer).json().get("last_error") or ""
+        raise RuntimeError(f"contract {contract_id} ended {status}: {detail[:300]}")
+    return ProductTiming(
+        submit=t_submitted - t0, visible=t_visible - t0, resume=t_resumed - t_resume,
+        completed=t_done - t_resume, total=t_done - t0, requests=2,
+    )
 
 
 def product_one_contract(http: httpx.Client, *, index: int, agent: dict, reviewer: dict, poll: float,
@@ -473,7 +714,9 @@ def product_one_contract(http: httpx.Client, *, index: int, agent: dict, reviewe
 
 
 def product_load(*, base_url: str, keys: dict, n: int, concurrency: int, poll: float, stage_timeout: float,
-                 phase_timeout: float, name: str, max_errors: int, abort: threading.Event) -> PhaseResult:
+                 phase_timeout: float, name: str, max_errors: int, abort: threading.Event,
+                 watcher: QueueWatcher | None) -> PhaseResult:
+    """watcher: the live queue subscriber (--watch ws), or None to poll."""
     counter = Counter(n)
     stop = threading.Event()
     timings: list[ProductTiming] = []
@@ -487,8 +730,17 @@ def product_load(*, base_url: str, keys: dict, n: int, concurrency: int, poll: f
         with httpx.Client(base_url=base_url, timeout=30.0) as http:
             while not stop.is_set() and (index := counter.take()) is not None:
                 try:
-                    timing = product_one_contract(http, index=index, agent=agent, reviewer=reviewer, poll=poll,
-                                                  stage_timeout=stage_timeout, stop=stop)
+                    if watcher is not None:
+                        timing = product_one_contract_ws(http, index=index, agent=agent, reviewer=reviewer,
+                                                         watcher=watcher, stage_timeout=stage_timeout, stop=stop)
+                    else:
+                        timing = product_one_contract(http, index=index, agent=agent, reviewer=reviewer, poll=poll,
+                                                      stage_timeout=stage_timeout, stop=stop)
+                except WatchLost as exc:  # every later contract would fail the same way
+                    with lock:
+                        errors.append(f"live queue lost: {exc}")
+                        stop.set()
+                    return
                 except Exception as exc:  # recorded and counted; too many stop the phase
                     with lock:
                         errors.append(f"{type(exc).__name__}: {exc}")
@@ -503,14 +755,25 @@ def product_load(*, base_url: str, keys: dict, n: int, concurrency: int, poll: f
     for t in threads:
         t.start()
     deadline = start + phase_timeout
-    while any(t.is_alive() for t in threads) and time.perf_counter() < deadline and not abort.is_set():
+    while (any(t.is_alive() for t in threads) and time.perf_counter() < deadline and not abort.is_set()
+           and not (watcher is not None and watcher.error)):
         time.sleep(0.05)
     if any(t.is_alive() for t in threads):
         stop.set()
-        errors.append("aborted by the connection guard" if abort.is_set() else f"phase timeout after {phase_timeout:.0f}s")
+        if abort.is_set():
+            errors.append("aborted by the connection guard")
+        elif watcher is not None and watcher.error:
+            errors.append(f"live queue lost: {watcher.error}")
+        else:
+            errors.append(f"phase timeout after {phase_timeout:.0f}s")
         for t in threads:
             t.join(timeout=stage_timeout + 35)
     wall = time.perf_counter() - start
+    if watcher is not None and not stop.is_set():
+        try:
+            watcher.verify()  # after the wall time: a lost last event must not pass unnoticed
+        except WatchLost as exc:
+            errors.append(f"live queue lost: {exc}")
     return PhaseResult(name=name, concurrency=concurrency, done=len(timings), wall=wall, errors=errors, timings=timings)
 
 
@@ -663,7 +926,10 @@ def main() -> int:
                         help="the worker's manage.py command (default db_worker, django-tasks-db's polling worker)")
     parser.add_argument("--interval", type=float, default=0.05,
                         help="worker --interval: seconds an idle worker sleeps before polling again (default 0.05)")
-    parser.add_argument("--poll-ms", type=float, default=2.0, help="client poll sleep in ms (default 2)")
+    parser.add_argument("--watch", default="ws", choices=["ws", "poll"],
+                        help="how a client learns of its task and its completed contract: ws (default) waits on one"
+                             " websocket subscriber to the live queue; poll polls GET reviews/ and GET contracts/<id>/")
+    parser.add_argument("--poll-ms", type=float, default=2.0, help="client poll sleep in ms, --watch poll (default 2)")
     parser.add_argument("--warmup", type=int, default=2,
                         help="unmeasured contracts per client thread before each phase (default 2)")
     parser.add_argument("--stage-timeout", type=float, default=60.0,
@@ -697,7 +963,8 @@ def main() -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     print(f"bench/e2e.py  commit {git_commit()}  {machine()}  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     print(f"  n={args.n} concurrency={concurrencies} workers={'=concurrency' if not args.workers else args.workers}"
-          f" worker={args.worker_command} --interval {args.interval} poll={args.poll_ms} ms"
+          f" worker={args.worker_command} --interval {args.interval} watch={args.watch}"
+          f"{f' poll={args.poll_ms} ms' if args.watch == 'poll' else ''}"
           f"{' settings=--db-pool' if args.db_pool else ''}; logs in {log_dir}")
     sys.stdout.flush()
 
@@ -759,11 +1026,16 @@ def main() -> int:
             print(f"  {k} x {args.worker_command} pids {' '.join(str(w.pid) for w in workers)}")
             sampler = PgSampler(args.pg, args.db, guard_share=args.max_connections_share)
             sampler.start()
+            watcher = None
             try:
+                if args.watch == "ws":
+                    # Once per phase, before the warm-up: subscribed before the first submit.
+                    watcher = QueueWatcher(base_url=base_url, token=keys["reviewer"])
+                    watcher.start()
                 # Warm-up: worker imports, graph compilation, connections; not measured.
                 warm = product_load(base_url=base_url, keys=keys, n=args.warmup * c, concurrency=c,
                                     poll=args.poll_ms / 1000, stage_timeout=args.stage_timeout, phase_timeout=120,
-                                    name="warm-up", max_errors=1, abort=sampler.abort)
+                                    name="warm-up", max_errors=1, abort=sampler.abort, watcher=watcher)
                 procs.check_alive()
                 if warm.errors:
                     raise RuntimeError(f"warm-up failed: {warm.errors[:3]} {sampler.abort_reason}")
@@ -773,12 +1045,16 @@ def main() -> int:
                 result = product_load(base_url=base_url, keys=keys, n=args.n, concurrency=c,
                                       poll=args.poll_ms / 1000, stage_timeout=args.stage_timeout,
                                       phase_timeout=args.phase_timeout, name=f"product ({k} workers)",
-                                      max_errors=max(5, args.n // 20), abort=sampler.abort)
+                                      max_errors=max(5, args.n // 20), abort=sampler.abort, watcher=watcher)
                 cpu_after = cpu_by_role(server.pid, [w.pid for w in workers])
                 server_rss = rss_mib(server.pid)
                 worker_rss = [r for r in (rss_mib(w.pid) for w in workers) if r is not None]
             finally:
+                if watcher is not None:
+                    watcher.close()
                 sampler.stop()
+            if watcher is not None:
+                result.notes.append(watcher.summary())
             if sampler.abort_reason:
                 result.errors.insert(0, sampler.abort_reason)
             procs.check_alive()
