@@ -1,9 +1,33 @@
 from __future__ import annotations
 
+import threading
+
 from django.conf import settings
+from django.core.cache import BaseCache, caches
 from rest_framework.throttling import SimpleRateThrottle
 
 from tenants.models import ApiToken
+
+_shared: tuple[dict, BaseCache] | None = None
+_shared_lock = threading.Lock()
+
+
+def throttle_cache() -> BaseCache:
+    """One cache object per process for the throttle.
+
+    Django's `caches` are context-local, so under ASGI every request gets a new cache
+    object, and a new RedisCache opens a new connection pool: reading the default cache
+    here connected to Redis on every request. One shared object (redis-py's pool is
+    thread-safe) keeps its connections. Rebuilt if the settings change (tests)."""
+    global _shared
+    config = settings.CACHES["default"]
+    shared = _shared
+    if shared is None or shared[0] != config:
+        with _shared_lock:
+            if _shared is None or _shared[0] != config:
+                _shared = (dict(config), caches.create_connection("default"))
+            shared = _shared
+    return shared[1]
 
 
 class TokenRateThrottle(SimpleRateThrottle):
@@ -11,6 +35,10 @@ class TokenRateThrottle(SimpleRateThrottle):
     user for session clients. Over it: 429 with Retry-After."""
 
     scope = "token"
+
+    @property
+    def cache(self) -> BaseCache:
+        return throttle_cache()
 
     def get_rate(self) -> str:
         # Read at call time, not import time, so settings overrides apply.

@@ -15,7 +15,7 @@ from django.utils import timezone
 from contracts.graph import runner
 from contracts.graph.runner import RunSnapshot
 from contracts.models import FINAL_STATUSES, Contract, ContractStatus
-from contracts.tasks import contract_drive_enqueue_on_commit
+from contracts.tasks import contract_drive_enqueue
 from reviews import events
 from reviews.models import ReviewStatus, ReviewTask
 from reviews.services import review_tasks_sync
@@ -36,7 +36,7 @@ def contract_submit(*, tenant: Tenant, submitted_by: AbstractBaseUser | None, ti
             thread_id=Contract.thread_id_for(tenant.id, contract_id),
             submitted_by=submitted_by,
         )
-        contract_drive_enqueue_on_commit(tenant_id=tenant.id, contract_id=contract.id)
+        contract_drive_enqueue(tenant_id=tenant.id, contract_id=contract.id)
     return contract
 
 
@@ -57,61 +57,62 @@ def contract_drive(*, tenant_id: UUID, contract_id: UUID) -> None:
     contract row lets one worker drive a thread at a time, and the others return at
     once. The holder loops until no recorded decision is left unapplied, so a decision
     that arrives mid-run is picked up before the lease is given back. The graph runs
-    outside any transaction (no row lock is held across it); each outcome is recorded
-    in its own short transaction.
+    outside any transaction (no row lock is held across it); each outcome is recorded,
+    and the next pass planned, in one short transaction.
     """
     owner = uuid.uuid4().hex
-    if not _run_lease_acquire(tenant_id=tenant_id, contract_id=contract_id, owner=owner):
-        return
-    first = True
+    work = _run_lease_acquire(tenant_id=tenant_id, contract_id=contract_id, owner=owner)
     try:
-        while (work := _run_work_next(tenant_id=tenant_id, contract_id=contract_id, owner=owner, first=first)) is not None:
-            first = False
+        while work is not None:
             snapshot = _run_graph(work)
-            _run_outcome_record(work=work, snapshot=snapshot, owner=owner)
+            work = _run_outcome_record(work=work, snapshot=snapshot, owner=owner)
     except Exception as exc:
         logger.exception("contract %s: run failed", contract_id)
         _run_failure_record(tenant_id=tenant_id, contract_id=contract_id, owner=owner, error=exc)
         raise
 
 
-def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> bool:
-    now = timezone.now()
-    # One conditional UPDATE: PostgreSQL re-checks the WHERE after waiting for the row
-    # lock, so of two racing workers exactly one matches; SQLite serialises writers.
-    taken = (
-        Contract.objects.filter(tenant_id=tenant_id, pk=contract_id)
-        .filter(Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now))
-        .update(run_lease_owner=owner, run_lease_until=now + timedelta(seconds=settings.RUN_LEASE_SECONDS))
-    )
-    return taken == 1
-
-
-def _run_work_next(*, tenant_id: UUID, contract_id: UUID, owner: str, first: bool) -> _Work | None:
-    """What the lease holder should do next, or None after giving the lease back.
-
-    Runs under the contract's row lock, so "nothing left to do" and "release the lease"
-    are one step: a decision committed before it is seen here, and one committed after
-    finds the lease free and starts its own drive."""
+def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Work | None:
+    """Take the run lease and the first pass's work, or None when another worker holds
+    the lease (it loops until no decision is left, so it will apply ours) or there is
+    nothing to do. The row lock makes this a compare-and-set: of racing workers, the
+    first takes the lease and the others then see it."""
     with transaction.atomic():
-        contract = Contract.objects.select_for_update().get(tenant_id=tenant_id, pk=contract_id)
-        if contract.run_lease_owner != owner:
-            logger.warning("contract %s: run lease lost to %s", contract_id, contract.run_lease_owner)
+        contract = Contract.objects.select_for_update().filter(tenant_id=tenant_id, pk=contract_id).first()
+        if contract is None or (contract.run_lease_until is not None and contract.run_lease_until >= timezone.now()):
             return None
-        answered = list(
-            ReviewTask.objects.filter(
-                tenant_id=tenant_id, contract=contract, status=ReviewStatus.RESOLVED, applied_at__isnull=True
-            ).only("id", "interrupt_id", "decision")
-        )
-        started = contract.status not in (ContractStatus.SUBMITTED, ContractStatus.FAILED)
-        # A cancelled contract gets one pass, which ends its LangGraph thread.
-        ending = first and contract.status == ContractStatus.CANCELLED
-        if (contract.status in FINAL_STATUSES and not ending) or (started and not answered and not first):
-            contract.run_lease_owner, contract.run_lease_until = "", None
+        work = _work_plan(contract, owner=owner, first=True)
+        if work is not None:
             contract.save(update_fields=["run_lease_owner", "run_lease_until", "updated_at"])
-            return None
-        contract.run_lease_until = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
-        contract.save(update_fields=["run_lease_until", "updated_at"])
+    return work
+
+
+def _work_plan(contract: Contract, *, owner: str, first: bool, thread_waiting: bool = True) -> _Work | None:
+    """What the lease holder should do next, decided under the contract's row lock, so
+    "nothing left to do" and "give the lease back" are one step: a decision committed
+    before it is seen here, and one committed after finds the lease free and starts its
+    own drive. Sets the lease on `contract` (held on, or cleared); the caller saves.
+
+    The first pass always runs (recovery relies on it to re-record what the checkpoint
+    says); later ones only to apply a decision, or to end the thread of a contract
+    cancelled while its graph still waits (`thread_waiting`)."""
+    answered = list(
+        ReviewTask.objects.filter(
+            tenant_id=contract.tenant_id, contract=contract, status=ReviewStatus.RESOLVED, applied_at__isnull=True
+        ).only("id", "interrupt_id", "decision")
+    )
+    if contract.status == ContractStatus.CANCELLED:
+        proceed = thread_waiting
+    elif contract.status in FINAL_STATUSES:
+        proceed = False
+    else:
+        started = contract.status not in (ContractStatus.SUBMITTED, ContractStatus.FAILED)
+        proceed = first or not started or bool(answered)
+    if not proceed:
+        contract.run_lease_owner, contract.run_lease_until = "", None
+        return None
+    contract.run_lease_owner = owner
+    contract.run_lease_until = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
     return _Work(
         contract=contract,
         answers={task.interrupt_id: task.decision for task in answered},
@@ -152,34 +153,41 @@ def _run_graph(work: _Work) -> RunSnapshot:
     return snapshot
 
 
-def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> None:
+def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> _Work | None:
+    """Record what the run produced and, under the same row lock, plan the next pass
+    (None: the lease is given back)."""
     now = timezone.now()
     with transaction.atomic():
         contract = Contract.objects.select_for_update().get(tenant_id=work.contract.tenant_id, pk=work.contract.pk)
         if contract.run_lease_owner != owner:
             logger.warning("contract %s: lease lost before recording its outcome", contract.pk)
-            return
+            return None
         if work.answered_task_ids:
             ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=work.answered_task_ids).update(applied_at=now)
-        if contract.status == ContractStatus.CANCELLED:
-            return  # the cancel recorded everything; this run only ended the thread
-        values = snapshot.values
-        contract.risk_score = values.get("risk_score", contract.risk_score)
-        contract.findings = values.get("findings", contract.findings)
-        contract.payments = values.get("payments", contract.payments)
-        contract.decision_history = values.get("history", [])
-        contract.amendments = values.get("amendments", [])
-        contract.amended_text = values.get("amended_text", "")
-        contract.last_error = ""
-        if snapshot.pending:
-            contract.status = ContractStatus.WAITING_FOR_REVIEW
-        elif snapshot.finished:
-            contract.status = values["human_decision"]
-            contract.completed_at = now
-        review_tasks_sync(contract=contract, pending=snapshot.pending)
+        # A cancel recorded everything itself; its run only ended the thread.
+        recording = contract.status != ContractStatus.CANCELLED
+        if recording:
+            values = snapshot.values
+            contract.risk_score = values.get("risk_score", contract.risk_score)
+            contract.findings = values.get("findings", contract.findings)
+            contract.payments = values.get("payments", contract.payments)
+            contract.decision_history = values.get("history", [])
+            contract.amendments = values.get("amendments", [])
+            contract.amended_text = values.get("amended_text", "")
+            contract.last_error = ""
+            if snapshot.pending:
+                contract.status = ContractStatus.WAITING_FOR_REVIEW
+            elif snapshot.finished:
+                contract.status = values["human_decision"]
+                contract.completed_at = now
+        next_work = _work_plan(contract, owner=owner, first=False, thread_waiting=bool(snapshot.pending))
         contract.save()
-        if contract.status in FINAL_STATUSES:
-            events.event_emit(tenant_id=contract.tenant_id, type=events.CONTRACT_COMPLETED, contract=contract)
+        if recording:
+            # Events go last: each holds the tenant's row lock until this commits.
+            review_tasks_sync(contract=contract, pending=snapshot.pending)
+            if contract.status in FINAL_STATUSES:
+                events.event_emit(tenant_id=contract.tenant_id, type=events.CONTRACT_COMPLETED, contract=contract)
+    return next_work
 
 
 def _run_failure_record(*, tenant_id: UUID, contract_id: UUID, owner: str, error: Exception) -> None:

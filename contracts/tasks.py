@@ -7,6 +7,7 @@ from uuid import UUID
 
 from django.db import transaction
 from django_tasks import task
+from django_tasks_db.backend import DatabaseBackend
 
 
 @task()
@@ -17,9 +18,16 @@ def contract_drive_task(tenant_id: str, contract_id: str) -> None:
     contract_drive(tenant_id=UUID(tenant_id), contract_id=UUID(contract_id))
 
 
-def contract_drive_enqueue_on_commit(*, tenant_id: UUID, contract_id: UUID) -> None:
-    """Queue a drive of the contract's thread once the current transaction commits, so
-    the worker never looks for rows it cannot see yet."""
-    transaction.on_commit(
-        partial(contract_drive_task.enqueue, tenant_id=str(tenant_id), contract_id=str(contract_id))
-    )
+def contract_drive_enqueue(*, tenant_id: UUID, contract_id: UUID) -> None:
+    """Queue a drive of the contract's thread, seen by workers only once the caller's
+    transaction commits, so a worker never looks for rows it cannot see yet.
+
+    With the database backend the queue row is written in the caller's own transaction
+    (its NOTIFY goes out at commit): the drive commits or rolls back with the change
+    that needs it, and costs no commit of its own. Any other backend is handed the task
+    after commit."""
+    enqueue = partial(contract_drive_task.enqueue, tenant_id=str(tenant_id), contract_id=str(contract_id))
+    if isinstance(contract_drive_task.get_backend(), DatabaseBackend):
+        enqueue()
+    else:
+        transaction.on_commit(enqueue)

@@ -8,14 +8,15 @@ Channels may drop it, which the sequence number lets clients notice).
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from typing import Any
 from uuid import UUID
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from django.db import transaction
-from django.db.models import F
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import connection, transaction
 
 from reviews.models import QueueEvent, ReviewTask
 from tenants.models import Tenant
@@ -53,14 +54,29 @@ def _task_data(task: ReviewTask) -> dict[str, Any]:
     }
 
 
+def _next_seq(tenant_id: UUID) -> int:
+    """The tenant's next event number. The UPDATE holds the tenant row lock until the
+    caller commits, so numbers are handed out in commit order: seeing N+1 means N is
+    already durable. (Callers emit last in their transaction, to hold it briefly.)"""
+    qn, pk, seq = connection.ops.quote_name, Tenant._meta.pk, Tenant._meta.get_field("event_seq").column
+    with connection.cursor() as cursor:
+        # One round trip: UPDATE ... RETURNING (PostgreSQL, and SQLite since 3.35).
+        cursor.execute(
+            f"UPDATE {qn(Tenant._meta.db_table)} SET {qn(seq)} = {qn(seq)} + 1"
+            f" WHERE {qn(pk.column)} = %s RETURNING {qn(seq)}",
+            [pk.get_db_prep_value(tenant_id, connection)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Tenant.DoesNotExist(tenant_id)
+    return row[0]
+
+
 def event_emit(*, tenant_id: UUID, type: str, task: ReviewTask | None = None, contract=None) -> QueueEvent:
     """Record an event inside the caller's transaction and broadcast it after commit."""
     assert type in EVENT_TYPES, type
     with transaction.atomic():
-        # The UPDATE holds the tenant row lock until the caller commits, so sequence
-        # numbers are handed out in commit order: seeing N+1 means N is already durable.
-        Tenant.objects.filter(pk=tenant_id).update(event_seq=F("event_seq") + 1)
-        seq = Tenant.objects.filter(pk=tenant_id).values_list("event_seq", flat=True).get()
+        seq = _next_seq(tenant_id)
         if task is not None:
             data = _task_data(task)
         else:
@@ -72,12 +88,40 @@ def event_emit(*, tenant_id: UUID, type: str, task: ReviewTask | None = None, co
     return event
 
 
+# Seconds a committed change waits for its live broadcast before giving up on it.
+BROADCAST_TIMEOUT = 5.0
+
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _broadcast_loop() -> asyncio.AbstractEventLoop:
+    """One long-lived event loop per process, in a daemon thread, for broadcasts.
+
+    async_to_sync from a thread with no event loop above it (the task worker) runs each
+    call on a new loop, and channels-redis keeps its connections per loop: every
+    broadcast would open a Redis connection and close it again."""
+    global _loop
+    with _loop_lock:
+        if _loop is None or _loop.is_closed():
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="queue-event-broadcast", daemon=True).start()
+        return _loop
+
+
 def _broadcast(tenant_id: UUID, payload: dict[str, Any]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
+    group, message = tenant_group_name(tenant_id), {"type": "queue.event", "event": payload}
     try:
-        async_to_sync(layer.group_send)(tenant_group_name(tenant_id), {"type": "queue.event", "event": payload})
+        if isinstance(layer, InMemoryChannelLayer):
+            # Its queues belong to the event loop of this process's consumers.
+            async_to_sync(layer.group_send)(group, message)
+        else:
+            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _broadcast_loop()).result(
+                timeout=BROADCAST_TIMEOUT
+            )
     except Exception:
         # The change is committed and the event is in the catch-up log; a lost live
         # message must not turn a successful request into an error.

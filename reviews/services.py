@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, IdempotencyKeyReused, InvalidInput, NotFound
 from contracts.graph.decisions import DECISION_MODELS
-from contracts.tasks import contract_drive_enqueue_on_commit
+from contracts.tasks import contract_drive_enqueue
 from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermission, ContractUserPermission
 from reviews import events
 from reviews.models import (
@@ -233,7 +233,7 @@ def _resume(
         audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
                      data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id)})
         events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RESOLVED, task=task)
-        contract_drive_enqueue_on_commit(tenant_id=tenant.id, contract_id=task.contract_id)
+        contract_drive_enqueue(tenant_id=tenant.id, contract_id=task.contract_id)
     return task, receipt, False
 
 
@@ -359,7 +359,7 @@ def review_task_cancel(
         for item in pending:
             events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CANCELLED, task=item)
         events.event_emit(tenant_id=tenant.id, type=events.CONTRACT_COMPLETED, contract=contract)
-        contract_drive_enqueue_on_commit(tenant_id=tenant.id, contract_id=contract.pk)
+        contract_drive_enqueue(tenant_id=tenant.id, contract_id=contract.pk)
     task.refresh_from_db()
     return task
 
