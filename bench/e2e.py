@@ -95,18 +95,6 @@ HIGH_RISK_TEXT = (
 # Tenant defaults (tenants.models.Tenant), as contracts.services._initial_state reads them.
 RISK_THRESHOLD, FINANCE_LIMIT, CRITICAL_RISK = 0.7, 100000.0, 0.9
 
-# --db-pool: the product's settings with the fix proposed in bench/README.md (no
-# persistent connections under ASGI, Django's psycopg pool instead), written to the
-# run's temporary directory. Nothing in the repository changes.
-POOL_SETTINGS = """
-from config.settings import *  # noqa: F401,F403
-from config.settings import DATABASES
-
-DATABASES["default"]["CONN_MAX_AGE"] = 0
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = False
-DATABASES["default"]["OPTIONS"] = {**DATABASES["default"]["OPTIONS"], "pool": {"min_size": 1, "max_size": 8}}
-"""
-
 SEED_SCRIPT = """
 import json
 from django.contrib.auth import get_user_model
@@ -921,11 +909,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=300, help="contracts per phase (default 300)")
     parser.add_argument("--concurrency", default="1,8", help="comma-separated client concurrencies (default 1,8)")
     parser.add_argument("--workers", type=int, default=0,
-                        help="task worker processes per phase; 0 (default) = as many as the phase's concurrency")
-    parser.add_argument("--worker-command", default="db_worker", choices=["db_worker", "run_worker"],
-                        help="the worker's manage.py command (default db_worker, django-tasks-db's polling worker)")
-    parser.add_argument("--interval", type=float, default=0.05,
-                        help="worker --interval: seconds an idle worker sleeps before polling again (default 0.05)")
+                        help="task worker processes per phase; 0 (default) = the phase's concurrency, at most one"
+                             " per core (more only add contention on this machine)")
+    parser.add_argument("--worker-command", default="run_worker", choices=["db_worker", "run_worker"],
+                        help="the worker's manage.py command: run_worker (default, the product's, woken by NOTIFY) or"
+                             " db_worker (django-tasks-db's polling worker)")
+    parser.add_argument("--interval", type=float, default=None,
+                        help="worker --interval: seconds an idle worker waits before polling again (default 1 for"
+                             " run_worker, only a safety net behind NOTIFY; 0.05 for db_worker)")
     parser.add_argument("--watch", default="ws", choices=["ws", "poll"],
                         help="how a client learns of its task and its completed contract: ws (default) waits on one"
                              " websocket subscriber to the live queue; poll polls GET reviews/ and GET contracts/<id>/")
@@ -943,9 +934,6 @@ def main() -> int:
     parser.add_argument("--max-connections-share", type=float, default=0.8,
                         help="stop the load when the PostgreSQL server (all databases) has this share of"
                              " max_connections open, so a shared server stays usable (default 0.8)")
-    parser.add_argument("--db-pool", action="store_true",
-                        help="run the product with CONN_MAX_AGE=0 and Django's psycopg pool (the proposed fix for"
-                             " the connection leak under ASGI) instead of its shipped settings")
     parser.add_argument("--skip-bare", action="store_true")
     parser.add_argument("--skip-product", action="store_true")
     parser.add_argument("--keep-db", action="store_true", help="keep both databases after the run")
@@ -959,13 +947,15 @@ def main() -> int:
     score = analyze_text(HIGH_RISK_TEXT).risk_score
     assert RISK_THRESHOLD < score < CRITICAL_RISK, score
 
+    if args.interval is None:
+        args.interval = 1.0 if args.worker_command == "run_worker" else 0.05
     signal.signal(signal.SIGTERM, _sigterm)
     log_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     print(f"bench/e2e.py  commit {git_commit()}  {machine()}  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
-    print(f"  n={args.n} concurrency={concurrencies} workers={'=concurrency' if not args.workers else args.workers}"
+    print(f"  n={args.n} concurrency={concurrencies} workers={args.workers or 'min(concurrency, cores)'}"
           f" worker={args.worker_command} --interval {args.interval} watch={args.watch}"
           f"{f' poll={args.poll_ms} ms' if args.watch == 'poll' else ''}"
-          f"{' settings=--db-pool' if args.db_pool else ''}; logs in {log_dir}")
+          f"; logs in {log_dir}")
     sys.stdout.flush()
 
     procs = Processes(log_dir)
@@ -983,9 +973,6 @@ def main() -> int:
         if not args.skip_product:
             database_recreate(args.pg, args.db)
             env = product_env(database_url=pg_url(args.pg, args.db), redis_url=args.redis)
-            if args.db_pool:
-                (log_dir / "bench_pool_settings.py").write_text(POOL_SETTINGS)
-                env.update(DJANGO_SETTINGS_MODULE="bench_pool_settings", PYTHONPATH=str(log_dir))
             t = time.perf_counter()
             manage(["migrate", "--noinput", "-v0"], env=env, timeout=300)
             seed_out = manage(["shell", "-c", SEED_SCRIPT % {"slug": SLUG}], env=env, timeout=120)
@@ -1015,7 +1002,7 @@ def main() -> int:
                 report(result, args.n)
             if args.skip_product:
                 continue
-            k = args.workers or c
+            k = args.workers or min(c, os.cpu_count() or 1)
             workers = [
                 procs.start(f"worker-c{c}-{i}",
                             [PYTHON, "manage.py", args.worker_command, "--queue-name", "*", "--interval",
@@ -1093,7 +1080,8 @@ def main() -> int:
             print("    " + "  ".join(parts))
         ok = all(not r.errors and r.done == args.n for r in results.values())
         if not args.skip_product:
-            print(f"  uvicorn RSS at the end: {rss_mib(server.pid):.0f} MiB")
+            rss = rss_mib(server.pid)  # None once the server has died
+            print(f"  uvicorn RSS at the end: {rss:.0f} MiB" if rss is not None else "  uvicorn: not running at the end")
     except (RuntimeError, TimeoutError, subprocess.SubprocessError, psycopg.Error) as exc:
         print(f"  FAILED: {type(exc).__name__}: {exc}")
     finally:
