@@ -56,16 +56,11 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
         )
         for item in pending
     ]
-    known = set(
-        ReviewTask.objects.filter(
-            tenant_id=contract.tenant_id, thread_id=contract.thread_id, interrupt_id__in=[t.interrupt_id for t in tasks]
-        ).values_list("interrupt_id", flat=True)
-    )
-    new = [t for t in tasks if t.interrupt_id not in known]
-    # ignore_conflicts covers a concurrent sync of the same interrupt (not expected under
-    # the run lease, but the constraint, not the lease, is what guarantees one task).
-    ReviewTask.objects.bulk_create(new, ignore_conflicts=True)
-    created = list(ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=[t.pk for t in new]))
+    # A task that exists already (a re-sync, or a concurrent one: not expected under the
+    # run lease, but the constraint, not the lease, is what guarantees one task) is
+    # skipped by the insert; the rows with the new primary keys are the ones created.
+    ReviewTask.objects.bulk_create(tasks, ignore_conflicts=True)
+    created = list(ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=[t.pk for t in tasks]))
     _review_tasks_route(tenant=tenant, tasks=created)
     for task in created:
         events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CREATED, task=task)

@@ -122,3 +122,35 @@ def test_only_tenant_admins_may_cancel(acme, globex):
     assert contract.status == "waiting_for_review"
     assert ReviewTask.objects.filter(contract=contract, status="pending").count() == 2
     assert len(thread_snapshot(contract.thread_id).pending) == 2
+
+
+def test_a_cancel_during_a_run_still_ends_the_thread(acme, monkeypatch):
+    # The legal decision's run is in flight when an admin cancels: the cancel's own drive
+    # finds the run lease held and returns, so the lease holder must end the thread
+    # (finance would otherwise be left waiting in LangGraph) before it lets go.
+    from contracts.graph import runner
+
+    contract, legal, finance = two_task_contract(acme)
+    real_resume = runner.thread_resume
+    cancelled = []
+
+    def resume_then_cancel(thread_id: str, answers: dict):
+        snapshot = real_resume(thread_id, answers)
+        if not cancelled:
+            cancelled.append(post(acme.admin, acme, finance.pk, "cancel"))
+        return snapshot
+
+    monkeypatch.setattr(runner, "thread_resume", resume_then_cancel)
+    response = post(acme.reviewer, acme, legal.pk, "resume", {"decision": "approve"})
+    assert response.status_code == 202, response.content
+    assert cancelled[0].status_code == 200, cancelled[0].content
+
+    contract.refresh_from_db()
+    assert contract.status == "cancelled" and contract.run_lease_owner == ""
+    snapshot = thread_snapshot(contract.thread_id)
+    assert snapshot.pending == []
+    assert snapshot.values["human_decision"] == "cancelled"
+    legal.refresh_from_db()
+    finance.refresh_from_db()
+    assert (legal.status, finance.status) == ("resolved", "cancelled")
+    assert legal.applied_at is not None
