@@ -20,12 +20,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import random
 import weakref
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -94,12 +97,17 @@ class _PositionChecks:
             self._flush_task = None
 
 
+ENCODED_EVENTS_KEPT = 256
+
+
 class _ProcessState:
     """What the sockets of one server process share. Futures, locks and semaphores
     belong to one event loop, so there is one of these per loop."""
 
     def __init__(self) -> None:
         self.checks = _PositionChecks()
+        # One event reaches every socket of its tenant here: encode its JSON once.
+        self.encoded: OrderedDict[tuple[str, int], str] = OrderedDict()
         # channels-redis keeps one Redis connection pool per process, and redis-py
         # refuses past its size (100) instead of waiting: a thousand sockets joining,
         # re-joining or leaving at once (a redeploy, a synchronised heartbeat) would
@@ -120,6 +128,17 @@ def _process_state() -> _ProcessState:
 
 async def _position(subscriber: StreamSubscriber) -> int | None:
     return await _process_state().checks.position(subscriber)
+
+
+def _encoded(group: str, event: dict[str, Any]) -> str:
+    cache = _process_state().encoded
+    key = (group, event["seq"])
+    text = cache.get(key)
+    if text is None:
+        text = cache[key] = json.dumps(event)  # as AsyncJsonWebsocketConsumer.encode_json
+        if len(cache) > ENCODED_EVENTS_KEPT:
+            cache.popitem(last=False)
+    return text
 
 
 class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
@@ -206,6 +225,17 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             # message for a channel nobody reads expires too.
             logger.warning("queue stream could not leave %s", group, exc_info=True)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # As Channels' own, without its close_old_connections() before every message: a
+        # hop to the one shared sync thread, so a thousand sockets receiving one event
+        # queued a thousand hops behind one another. This consumer reaches the database
+        # only through database_sync_to_async, which closes stale connections itself, in
+        # the thread that uses them.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
     # --- From the channel layer -----------------------------------------------------
 
     async def queue_event(self, message: dict[str, Any]) -> None:
@@ -227,7 +257,7 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             if position is None:
                 await self._close_revoked()
                 return
-            await self.send_json(event)
+            await self.send(text_data=_encoded(self.group_name, event))
 
     # --- From the client --------------------------------------------------------------
 
