@@ -72,13 +72,19 @@ def contract_drive(*, tenant_id: UUID, contract_id: UUID) -> None:
         raise
 
 
+def _contract_locked():
+    """The contract row, locked, with its tenant (read, not locked: the tenant's
+    settings feed the run, and its row lock is for event numbers)."""
+    return Contract.objects.select_for_update(of=("self",)).select_related("tenant")
+
+
 def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Work | None:
     """Take the run lease and the first pass's work, or None when another worker holds
     the lease (it loops until no decision is left, so it will apply ours) or there is
     nothing to do. The row lock makes this a compare-and-set: of racing workers, the
     first takes the lease and the others then see it."""
     with transaction.atomic():
-        contract = Contract.objects.select_for_update().filter(tenant_id=tenant_id, pk=contract_id).first()
+        contract = _contract_locked().filter(tenant_id=tenant_id, pk=contract_id).first()
         if contract is None or (contract.run_lease_until is not None and contract.run_lease_until >= timezone.now()):
             return None
         work = _work_plan(contract, owner=owner, first=True)
@@ -121,7 +127,7 @@ def _work_plan(contract: Contract, *, owner: str, first: bool, thread_waiting: b
 
 
 def _initial_state(contract: Contract) -> dict:
-    tenant = Tenant.objects.get(pk=contract.tenant_id)
+    tenant = contract.tenant
     return {
         "tenant_id": str(tenant.id),
         "contract_id": str(contract.id),
@@ -153,12 +159,18 @@ def _run_graph(work: _Work) -> RunSnapshot:
     return snapshot
 
 
+_OUTCOME_FIELDS = [
+    "risk_score", "findings", "payments", "decision_history", "amendments", "amended_text", "last_error", "status",
+    "completed_at", "run_lease_owner", "run_lease_until", "updated_at",
+]
+
+
 def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> _Work | None:
     """Record what the run produced and, under the same row lock, plan the next pass
     (None: the lease is given back)."""
     now = timezone.now()
     with transaction.atomic():
-        contract = Contract.objects.select_for_update().get(tenant_id=work.contract.tenant_id, pk=work.contract.pk)
+        contract = _contract_locked().get(tenant_id=work.contract.tenant_id, pk=work.contract.pk)
         if contract.run_lease_owner != owner:
             logger.warning("contract %s: lease lost before recording its outcome", contract.pk)
             return None
@@ -181,7 +193,9 @@ def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> _W
                 contract.status = values["human_decision"]
                 contract.completed_at = now
         next_work = _work_plan(contract, owner=owner, first=False, thread_waiting=bool(snapshot.pending))
-        contract.save()
+        # Named fields: a full save would send the contract's text (up to 200,000
+        # characters) back with every outcome.
+        contract.save(update_fields=_OUTCOME_FIELDS)
         if recording:
             # Events go last: each holds the tenant's row lock until this commits.
             review_tasks_sync(contract=contract, pending=snapshot.pending)
@@ -192,7 +206,7 @@ def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> _W
 
 def _run_failure_record(*, tenant_id: UUID, contract_id: UUID, owner: str, error: Exception) -> None:
     with transaction.atomic():
-        contract = Contract.objects.select_for_update().filter(tenant_id=tenant_id, pk=contract_id).first()
+        contract = _contract_locked().filter(tenant_id=tenant_id, pk=contract_id).first()
         if contract is None or contract.run_lease_owner != owner:
             return
         if contract.status in (ContractStatus.SUBMITTED, ContractStatus.RUNNING):

@@ -40,7 +40,7 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
     which is what lets recovery re-run it after a crash."""
     if not pending:
         return []
-    tenant = Tenant.objects.get(pk=contract.tenant_id)
+    tenant = contract.tenant
     due_at = timezone.now() + timedelta(hours=tenant.review_due_hours)
     tasks = [
         ReviewTask(

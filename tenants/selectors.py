@@ -21,7 +21,7 @@ def tenant_get_for_member(*, slug: str, user: AbstractBaseUser) -> tuple[Tenant,
 
 
 def membership_get(*, tenant: Tenant, user: AbstractBaseUser) -> Membership | None:
-    return Membership.objects.filter(tenant=tenant, user_id=user.pk).first()
+    return Membership.objects.select_related("tenant").filter(tenant=tenant, user_id=user.pk).first()
 
 
 def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
