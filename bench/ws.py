@@ -4,9 +4,12 @@ Seeds its own PostgreSQL database (`bench_ws`, dropped and recreated; migrated w
 `manage.py migrate`): two tenants, an agent each, and one user with an API token per
 client (reviewers and viewers, alternating between the tenants). Starts `--servers`
 `uvicorn config.asgi:application` processes on it (HTTP and websockets in one process;
-channels-redis on `--redis`, TASKS_BACKEND=immediate so a submission runs its graph and
-commits its review task inside the request). Or, with `--target`, uses a server you
-started (it must use `--database-url`, which is seeded in place, not recreated).
+channels-redis on `--redis`) and, as in production, one `manage.py run_worker` process
+(TASKS_BACKEND=database): the worker runs each submission's graph, commits its review
+task and broadcasts the event through Redis, so the server only fans events out. With
+`--graph-in request` the server runs the graph inside the submitting request instead
+(TASKS_BACKEND=immediate, no worker). Or, with `--target`, uses a server you started
+(it must use `--database-url`, which is seeded in place, not recreated).
 
 Client processes (`--client-procs`, separate from the server so that parsing 1,000
 sockets' frames does not queue behind one event loop) each take a share of the clients:
@@ -115,9 +118,8 @@ def database_drop(base: str, dbname: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
 
-def product_env(*, database_url: str, redis_url: str) -> dict[str, str]:
-    """Production-like: no DEBUG, PostgreSQL, Redis. The immediate task backend runs the
-    graph inside the submitting request, so no worker process is needed to get events."""
+def product_env(*, database_url: str, redis_url: str, tasks_backend: str) -> dict[str, str]:
+    """Production-like: no DEBUG, PostgreSQL, Redis, and the task backend asked for."""
     env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "PYTHONPATH")}
     env.update(
         DATABASE_URL=database_url,
@@ -125,7 +127,7 @@ def product_env(*, database_url: str, redis_url: str) -> dict[str, str]:
         SECRET_KEY=BENCH_SECRET_KEY,
         DEBUG="false",
         LOG_LEVEL="WARNING",
-        TASKS_BACKEND="immediate",
+        TASKS_BACKEND=tasks_backend,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         # Every client mints a ticket; one agent token submits everything.
         API_THROTTLE_RATE="100000000/second",
@@ -153,6 +155,14 @@ def start_server(port: int, *, env: dict[str, str], log_dir: Path, index: int) -
         return subprocess.Popen(
             [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
              "--no-access-log", "--log-level", "warning"],
+            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+
+def start_worker(*, env: dict[str, str], log_dir: Path) -> subprocess.Popen:
+    with open(log_dir / "worker.log", "ab") as log:
+        return subprocess.Popen(
+            [PYTHON, "manage.py", "run_worker", "--queue-name", "*", "--no-startup-delay", "--no-reload"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
 
@@ -311,6 +321,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=200, help="websocket clients, over two tenants (default 200)")
     parser.add_argument("--events", type=int, default=40, help="high-risk contracts submitted (default 40)")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between submissions (default 0.25)")
+    parser.add_argument("--graph-in", default="worker", choices=["worker", "request"],
+                        help="who runs a submission's graph: a run_worker process, as in production (default), or"
+                             " the server inside the request (TASKS_BACKEND=immediate)")
     parser.add_argument("--servers", type=int, default=1, help="uvicorn processes sharing Redis (default 1)")
     parser.add_argument("--client-procs", type=int, default=0,
                         help="client processes; 0 (default) = one per 250 clients, at least 1")
@@ -334,20 +347,22 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _sigterm)
     log_dir = Path(tempfile.mkdtemp(prefix="bench_ws_"))
     print(f"bench/ws.py  commit {git_commit()}  {machine()}  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
-    print(f"  clients={args.clients} over {len(TENANTS)} tenants, servers={1 if args.target else args.servers},"
+    print(f"  clients={args.clients} over {len(TENANTS)} tenants, servers={1 if args.target else args.servers}, graph in {args.graph_in},"
           f" client processes={client_procs}, events={args.events} every {args.interval}s; logs in {log_dir}")
     sys.stdout.flush()
 
     servers: list[subprocess.Popen] = []
+    worker: subprocess.Popen | None = None
+    tasks_backend = "database" if args.graph_in == "worker" and not args.target else "immediate"
     children: list[multiprocessing.Process] = []
     try:
         t = time.perf_counter()
         if args.target:
-            env = product_env(database_url=args.database_url, redis_url=args.redis)
+            env = product_env(database_url=args.database_url, redis_url=args.redis, tasks_backend=tasks_backend)
             bases = [args.target.rstrip("/")]
         else:
             database_recreate(args.pg, args.db)
-            env = product_env(database_url=pg_url(args.pg, args.db), redis_url=args.redis)
+            env = product_env(database_url=pg_url(args.pg, args.db), redis_url=args.redis, tasks_backend=tasks_backend)
             manage(["migrate", "--noinput", "-v0"], env=env, timeout=300)
         seed_out = manage(["shell", "-c", SEED_SCRIPT % {"clients": args.clients, "tenants": TENANTS}], env=env,
                           timeout=600)
@@ -356,11 +371,25 @@ def main() -> int:
         if not args.target:
             ports = [free_port() for _ in range(args.servers)]
             servers = [start_server(port, env=env, log_dir=log_dir, index=i) for i, port in enumerate(ports)]
+            if args.graph_in == "worker":
+                worker = start_worker(env=env, log_dir=log_dir)
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             for base in bases:
                 http_wait_ready(f"{base}/healthz", timeout=60, servers=servers)
             print(f"  uvicorn pids {' '.join(str(p.pid) for p in servers)}, RSS"
                   f" {' '.join(f'{rss_mib(p.pid):.0f}' for p in servers)} MiB after start")
+
+        # Warm-up, before any client connects (so no client sees it): one submission per
+        # tenant pays the one-time costs (graph compilation, the checkpointer's and the
+        # channel layer's connections) outside the measurement.
+        with httpx.Client(timeout=args.timeout, trust_env=False) as http:
+            for n, slug in enumerate(TENANTS):
+                response = http.post(f"{bases[n % len(bases)]}/api/v1/tenants/{slug}/contracts/",
+                                     json={"title": "warm-up", "text": HIGH_RISK_TEXT},
+                                     headers={"Authorization": f"Token {seed['agents'][slug]}"})
+                if response.status_code not in (201, 202):
+                    raise RuntimeError(f"warm-up submit: HTTP {response.status_code} {response.text[:200]}")
+        time.sleep(2)  # the worker's runs of those two
 
         clients = [
             {"slug": slug, "token": token, "http": bases[i % len(bases)],
@@ -430,7 +459,7 @@ def main() -> int:
         missing = sum(r["missing"] for r in results)
         print(f"\n  deliveries {sum(r['deliveries'] for r in results)} of {wanted} expected,"
               f" missing {missing}, clients with out-of-order events {sum(r['out_of_order'] for r in results)}")
-        print(f"  submit request (graph run + commit + broadcast) ms: p50 {percentile(request_ms, 50):.1f}"
+        print(f"  submit request ({'commit + enqueue' if args.graph_in == 'worker' else 'graph run + commit + broadcast'}) ms: p50 {percentile(request_ms, 50):.1f}"
               f"  p99 {percentile(request_ms, 99):.1f}")
         print(f"  fan-out spread per event (first -> last client) ms: p50 {percentile(spread, 50):.1f}"
               f"  p99 {percentile(spread, 99):.1f}  max {max(spread, default=float('nan')):.1f}")
@@ -445,7 +474,7 @@ def main() -> int:
             if child.is_alive():
                 child.terminate()
                 child.join(timeout=10)
-        stop_servers(servers)
+        stop_servers(servers + ([worker] if worker is not None else []))
         if not args.target and not args.keep_db:
             database_drop(args.pg, args.db)
 
