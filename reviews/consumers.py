@@ -8,7 +8,11 @@ Protocol (server to client, JSON text frames):
   {"type": "heartbeat", "latest_seq": S}   about every 25 s; S beyond the client's
                                            position means events were lost: catch up
   {"type": "pong", "latest_seq": S}        answer to a client's {"type": "ping"}
-A client that sees a gap in `seq` fetches GET /api/v1/tenants/<slug>/events/?after=<last>.
+Events arrive in `seq` order, each once: one that arrives ahead of a missing number waits
+REORDER_WAIT_SECONDS for it, then the missing ones are read from the log. A client that
+still sees a gap (events that could not be checked or read while the database was
+unreachable), or a heartbeat ahead of its position, fetches
+GET /api/v1/tenants/<slug>/events/?after=<last>.
 
 Credentials: `?ticket=` (single-use, from POST /api/v1/ws-ticket/) or the session
 cookie, which counts only on a handshake from one of our own origins (config.ws_origin).
@@ -50,6 +54,12 @@ _ticket_consume = database_sync_to_async(stream.websocket_ticket_consume, thread
 _subscriber_for_user = database_sync_to_async(stream.stream_subscriber_for_user, thread_sensitive=False)
 _positions = database_sync_to_async(stream.stream_positions, thread_sensitive=False)
 _start = database_sync_to_async(stream.stream_start, thread_sensitive=False)
+
+# An event that arrives ahead of a missing number waits this long for it: numbers
+# follow commit order, but the server and each worker broadcast after their own commit,
+# so a lower number can arrive a moment later. After that the missing events are read
+# from the log, so a client gets every event once, in order, without gaps.
+REORDER_WAIT_SECONDS = 0.2
 
 MAX_CHECK_BATCH = 500
 GROUP_CALLS_AT_ONCE = 32
@@ -144,9 +154,9 @@ def _encoded(group: str, event: dict[str, Any]) -> str:
 class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
     subscriber: StreamSubscriber | None = None
     group_name: str | None = None
-    # Events up to here were covered at connect (by the client's REST state or by the
-    # replay); later live copies of them are not sent again.
-    floor: int = 0
+    # Every event up to here was sent in order (or covered at connect by the client's
+    # REST state); later live copies of them are not sent again.
+    sent: int = 0
     # Set once the socket is refused or closed by us: messages still queued on the
     # channel are then dropped instead of handled.
     closed: bool = False
@@ -156,6 +166,10 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
         # Orders what the heartbeat task sends with what the event handler sends.
         self._send_lock = asyncio.Lock()
         self._heartbeat: asyncio.Task | None = None
+        # Events that arrived ahead of a missing number, by number, and the task that
+        # fills the gap from the log if the missing ones do not arrive in time.
+        self._held: dict[int, dict[str, Any]] = {}
+        self._gap_fill: asyncio.Task | None = None
 
     async def connect(self) -> None:
         params = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
@@ -179,7 +193,7 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             await self._refuse()
             return
         await self.accept()
-        self.floor = start.latest_seq
+        self.sent = start.latest_seq
         # Live events are dispatched one at a time after this handler returns, so none
         # can overtake the replay.
         await self.send_json({"type": "hello", "latest_seq": start.latest_seq})
@@ -205,8 +219,9 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
         await self.close()  # before accept: the handshake is refused with HTTP 403
 
     async def disconnect(self, code: int) -> None:
-        if self._heartbeat is not None:
-            self._heartbeat.cancel()
+        for task in (self._heartbeat, self._gap_fill):
+            if task is not None:
+                task.cancel()
         await self._group_leave()
 
     async def _group_join(self) -> None:
@@ -240,13 +255,19 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
 
     async def queue_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
-        if self.closed or event["seq"] <= self.floor:
+        if self.closed or event["seq"] <= self.sent:
             return
         async with self._send_lock:
-            if self.closed:
+            if self.closed or event["seq"] <= self.sent:
+                return
+            if event["seq"] > self.sent + 1:
+                self._held[event["seq"]] = event
+                if self._gap_fill is None:
+                    self._gap_fill = asyncio.create_task(self._fill_gaps())
                 return
             # A fresh read per event: a membership revoked since connect stops delivery
-            # here, at the next event, and ends the socket.
+            # here, at the next event, and ends the socket. It also covers the held
+            # events sent after this one: it reads after they arrived.
             try:
                 position = await _position(self.subscriber)
             except Exception:
@@ -257,7 +278,52 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             if position is None:
                 await self._close_revoked()
                 return
-            await self.send(text_data=_encoded(self.group_name, event))
+            await self._send_event(event)
+            while (held := self._held.pop(self.sent + 1, None)) is not None:
+                await self._send_event(held)
+
+    async def _send_event(self, event: dict[str, Any]) -> None:
+        await self.send(text_data=_encoded(self.group_name, event))
+        self.sent = event["seq"]
+
+    async def _fill_gaps(self) -> None:
+        """While events are held behind a missing number: give it REORDER_WAIT_SECONDS
+        to arrive, then read what is missing from the log (re-checking the subscriber,
+        as every delivery does) and send everything up to the held events in order."""
+        try:
+            while self._held and not self.closed:
+                await asyncio.sleep(REORDER_WAIT_SECONDS)
+                async with self._send_lock:
+                    self._held_drop_sent()
+                    if self.closed or not self._held:
+                        continue
+                    try:
+                        start = await _start(subscriber=self.subscriber, after=self.sent)
+                    except Exception:
+                        # Fail closed, as for a failed check: drop what is held; the
+                        # client sees the gap and catches up once the database is back.
+                        logger.exception("queue stream could not fill a gap after %s for %s", self.sent,
+                                         self.channel_name)
+                        self._held.clear()
+                        continue
+                    if start is None:
+                        await self._close_revoked()
+                        return
+                    if start.resync:
+                        await self.send_json({"type": "resync", "latest_seq": start.latest_seq})
+                        self.sent = start.latest_seq
+                        continue
+                    for event in start.replay:
+                        await self._send_event(event)
+                    self._held_drop_sent()
+                    while (held := self._held.pop(self.sent + 1, None)) is not None:
+                        await self._send_event(held)
+        finally:
+            self._gap_fill = None
+
+    def _held_drop_sent(self) -> None:
+        for seq in [seq for seq in self._held if seq <= self.sent]:
+            del self._held[seq]
 
     # --- From the client --------------------------------------------------------------
 
@@ -311,8 +377,9 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
 
     async def _close_revoked(self) -> None:
         self.closed = True
-        if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
-            self._heartbeat.cancel()
+        for task in (self._heartbeat, self._gap_fill):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
         await self._group_leave()
         await self.close(code=CLOSE_REVOKED)
 

@@ -10,6 +10,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator as BaseApplicationCommunicator
 from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
@@ -17,6 +18,7 @@ from django.utils import timezone
 from config.asgi import application
 from contracts.services import contract_submit
 from reviews.consumers import CLOSE_REVOKED
+from reviews.events import tenant_group_name
 from reviews.models import QueueEvent, ReviewTask, WebsocketTicket
 from reviews.services import review_task_claim, review_task_release
 from reviews.stream import websocket_ticket_create
@@ -150,6 +152,82 @@ def test_events_arrive_in_sequence_order_with_claims(acme):
         assert [(e["seq"], e["type"]) for e in (claimed, released)] == [
             (start + 1, "review.claimed"), (start + 2, "review.released")]
         assert claimed["claimed_by"] == "acme-reviewer" and released["claimed_by"] is None
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def broadcasts_held_back(monkeypatch) -> list[dict]:
+    """Record queue events without broadcasting them, so a test can deliver them to the
+    channel layer itself: late, out of order, or not at all."""
+    from reviews import events
+
+    held: list[dict] = []
+    monkeypatch.setattr(events, "_broadcast", lambda tenant_id, payload: held.append(payload))
+    return held
+
+
+async def group_send(world, payload: dict) -> None:
+    await get_channel_layer().group_send(tenant_group_name(world.tenant.id), {"type": "queue.event", "event": payload})
+
+
+def test_events_broadcast_out_of_order_reach_the_client_in_order(acme, monkeypatch):
+    # The server and each worker broadcast after their own commits, so seq N+1 can reach
+    # the layer after N+2: the client still gets N+1, then N+2, each once.
+    task = high_risk_task(acme)
+    ticket, start = ticket_for(acme, acme.senior), latest_seq(acme)
+    held = broadcasts_held_back(monkeypatch)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok and (await receive(socket))["latest_seq"] == start
+        await database_sync_to_async(claim_and_release)(acme, task)
+        claimed, released = held
+        await group_send(acme, released)
+        await group_send(acme, claimed)
+        await group_send(acme, released)  # a late duplicate is not sent again
+        first, second = await receive(socket), await receive(socket)
+        assert [(e["seq"], e["type"]) for e in (first, second)] == [
+            (start + 1, "review.claimed"), (start + 2, "review.released")]
+        assert await ping(socket) == {"type": "pong", "latest_seq": start + 2}
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_an_event_whose_broadcast_was_lost_is_read_from_the_log(acme, monkeypatch):
+    task = high_risk_task(acme)
+    ticket, start = ticket_for(acme, acme.senior), latest_seq(acme)
+    held = broadcasts_held_back(monkeypatch)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok and (await receive(socket))["latest_seq"] == start
+        await database_sync_to_async(claim_and_release)(acme, task)
+        claimed, released = held
+        await group_send(acme, released)  # review.claimed never reaches the layer
+        first, second = await receive(socket), await receive(socket)
+        assert first == claimed  # as the catch-up API has it
+        assert (second["seq"], second["type"]) == (start + 2, "review.released")
+        assert await ping(socket) == {"type": "pong", "latest_seq": start + 2}
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_gap_filled_from_the_log_still_rechecks_the_subscriber(acme, monkeypatch):
+    task = high_risk_task(acme)
+    ticket, start = ticket_for(acme, acme.viewer), latest_seq(acme)
+    held = broadcasts_held_back(monkeypatch)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok and (await receive(socket))["latest_seq"] == start
+        await database_sync_to_async(claim_and_release)(acme, task)
+        membership = await database_sync_to_async(acme.viewer.user.memberships.get)(tenant=acme.tenant)
+        await database_sync_to_async(membership_remove)(membership=membership, actor=acme.admin.user, via="api")
+        await group_send(acme, held[1])  # held back behind the missing claim, then read: refused
+        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
         await socket.disconnect()
 
     async_to_sync(scenario)()
