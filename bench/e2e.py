@@ -60,13 +60,10 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 import uuid  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -77,21 +74,26 @@ from psycopg.rows import dict_row  # noqa: E402
 from websockets.exceptions import ConnectionClosed, WebSocketException  # noqa: E402
 from websockets.sync.client import connect as websocket_connect  # noqa: E402
 
-REPO = Path(REPO_DIR)
-PYTHON = str(REPO / ".venv" / "bin" / "python")
-BENCH_SECRET_KEY = "bench-only-secret-key-0123456789abcdef0123456789"
+from bench._common import (  # noqa: E402
+    HIGH_RISK_TEXT,
+    PYTHON,
+    REPO,
+    database_drop,
+    database_recreate,
+    free_port,
+    git_commit,
+    http_wait_ready,
+    interrupt_on_sigterm,
+    machine,
+    manage,
+    percentile,
+    pg_url,
+    product_env,
+    rss_mib,
+)
+
 SLUG = "bench"
 
-# tests.factories.HIGH_RISK_TEXT (copied: importing tests.factories needs Django set
-# up). Scores 0.8245: legal review only, below the critical sign-off threshold, and its
-# EUR 20,000 payment is under the finance limit, so one interrupt, one approval.
-HIGH_RISK_TEXT = (
-    "MASTER SERVICES AGREEMENT. This agreement is governed by the laws of England. "
-    "Supplier shall have unlimited liability for any breach. "
-    "Customer shall indemnify Supplier against any and all claims arising from the services. "
-    "Supplier may terminate this agreement at any time without cause. "
-    "Customer shall pay EUR 20,000 per year."
-)
 # Tenant defaults (tenants.models.Tenant), as contracts.services._initial_state reads them.
 RISK_THRESHOLD, FINANCE_LIMIT, CRITICAL_RISK = 0.7, 100000.0, 0.9
 
@@ -113,56 +115,7 @@ print("BENCH_SEED " + json.dumps({"agent": agent_key, "reviewer": reviewer_key})
 
 
 # --- Small helpers (stdlib and psycopg only; Django never runs in this process) -------
-
-
-def pg_url(base: str, dbname: str) -> str:
-    return f"{base.rstrip('/')}/{dbname}"
-
-
-def database_recreate(base: str, dbname: str) -> None:
-    # DROP/CREATE DATABASE cannot run inside a transaction; WITH (FORCE) ends sessions
-    # a previous, killed run may have left behind.
-    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-
-
-def database_drop(base: str, dbname: str) -> None:
-    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-
-
-def product_env(*, database_url: str, redis_url: str | None) -> dict[str, str]:
-    """Production-like: no DEBUG (which would keep every SQL statement in memory),
-    PostgreSQL, Redis, the database task backend."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "PYTHONPATH", "REDIS_URL")}
-    env.update(
-        DATABASE_URL=database_url,
-        SECRET_KEY=BENCH_SECRET_KEY,
-        DEBUG="false",
-        LOG_LEVEL="WARNING",
-        TASKS_BACKEND="database",
-        # One token drives the whole load; the default 1200/minute would answer 429.
-        API_THROTTLE_RATE="100000000/second",
-        PYTHONUNBUFFERED="1",
-    )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
-
-
-def manage(args: list[str], *, env: dict[str, str], timeout: float) -> str:
-    proc = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"manage.py {args[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Those the bench scripts share are in bench/_common.py.
 
 
 class Processes:
@@ -210,30 +163,6 @@ class Processes:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.log_dir / (name + '.log')}")
 
 
-def http_wait_ready(url: str, *, timeout: float, procs: Processes) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        procs.check_alive()
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -266,35 +195,6 @@ def cpu_by_role(server_pid: int, worker_pids: list[int]) -> dict[str, float]:
         "postgres": sum(cpu_seconds(pid) for pid in postgres_pids()),
         "client": sum(os.times()[:2]),
     }
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100); nan when there are no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = min(len(ordered), max(1, int(-(-p * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def machine() -> str:
-    try:
-        kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
-        mem = f"{kib / 1024 / 1024:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        mem = "?"
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores, {mem}, load average {load}"
 
 
 class Counter:
@@ -899,11 +799,6 @@ def report(result: PhaseResult, n: int) -> None:
 # --- Main ---------------------------------------------------------------------------
 
 
-def _sigterm(signum, frame) -> None:
-    # End like Ctrl-C: through the finally that stops every subprocess.
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--n", type=int, default=300, help="contracts per phase (default 300)")
@@ -949,7 +844,7 @@ def main() -> int:
 
     if args.interval is None:
         args.interval = 1.0 if args.worker_command == "run_worker" else 0.05
-    signal.signal(signal.SIGTERM, _sigterm)
+    interrupt_on_sigterm()
     log_dir = Path(tempfile.mkdtemp(prefix="bench_e2e_"))
     print(f"bench/e2e.py  commit {git_commit()}  {machine()}  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     print(f"  n={args.n} concurrency={concurrencies} workers={args.workers or 'min(concurrency, cores)'}"
@@ -986,7 +881,7 @@ def main() -> int:
                  "--workers", "1", "--no-access-log", "--log-level", "warning"],
                 env=env,
             )
-            http_wait_ready(f"{base_url}/healthz", timeout=60, procs=procs)
+            http_wait_ready(f"{base_url}/healthz", timeout=60, check_alive=procs.check_alive)
             print(f"  uvicorn pid {server.pid} on {base_url}, RSS {rss_mib(server.pid):.0f} MiB after start")
 
         for c in concurrencies:

@@ -44,12 +44,9 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
 import uuid  # noqa: E402
 from datetime import datetime, timedelta, timezone  # noqa: E402
 from itertools import accumulate, combinations  # noqa: E402
@@ -58,83 +55,32 @@ from pathlib import Path  # noqa: E402
 import httpx  # noqa: E402
 import psycopg  # noqa: E402
 
-REPO = Path(REPO_DIR)
-PYTHON = str(REPO / ".venv" / "bin" / "python")
-BENCH_SECRET_KEY = "bench-only-secret-key-0123456789abcdef0123456789"
+from bench._common import (  # noqa: E402
+    PYTHON,
+    REPO,
+    database_drop,
+    database_recreate,
+    free_port,
+    git_commit,
+    http_wait_ready,
+    interrupt_on_sigterm,
+    machine,
+    percentile,
+    pg_url,
+    product_env,
+    rss_mib,
+)
+
 BIG_SLUG = "bench-big"
 SEED_VERSION = 1  # bump when the seeded data changes shape, so --reuse reseeds
 
-# --- Small helpers (kept in this file: each bench script runs on its own) -------------
-
-
-def pg_url(base: str, dbname: str) -> str:
-    return f"{base.rstrip('/')}/{dbname}"
+# --- Small helpers (those the bench scripts share are in bench/_common.py) ----------
 
 
 def admin_execute(base: str, sql: str, params: list | None = None):
     with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
         cur = conn.execute(sql, params)
         return cur.fetchall() if cur.description else None
-
-
-def product_env(*, database_url: str, redis_url: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "PYTHONPATH", "REDIS_URL")}
-    env.update(
-        DATABASE_URL=database_url, SECRET_KEY=BENCH_SECRET_KEY, DEBUG="false", LOG_LEVEL="WARNING",
-        TASKS_BACKEND="database", API_THROTTLE_RATE="100000000/second", PYTHONUNBUFFERED="1",
-    )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = min(len(ordered), max(1, int(-(-p * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return head + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def machine() -> str:
-    try:
-        kib = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
-        mem = f"{kib / 1024 / 1024:.0f} GiB"
-    except (OSError, StopIteration, ValueError):
-        mem = "?"
-    return f"{os.cpu_count()} cores, {mem}, load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _sigterm(signum, frame) -> None:
-    # End like Ctrl-C: through the finally that stops the server.
-    raise KeyboardInterrupt("SIGTERM")
 
 
 # --- What a contract looks like -----------------------------------------------------
@@ -607,19 +553,9 @@ def http_measure(*, base_url: str, key: str, samples: int, deep_pages: int, page
     return cursors
 
 
-def http_wait_ready(url: str, *, timeout: float, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited with {proc.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
+def server_check_alive(proc: subprocess.Popen, log: Path) -> None:
+    if proc.poll() is not None:
+        raise RuntimeError(f"uvicorn exited with {proc.returncode}; see {log}")
 
 
 def server_stop(proc: subprocess.Popen) -> None:
@@ -664,7 +600,7 @@ def main() -> int:
     if args.tasks < 1 or args.tenants < 1 or not 0 < args.big_share <= 1:
         parser.error("--tasks and --tenants must be positive, --big-share in (0, 1]")
 
-    signal.signal(signal.SIGTERM, _sigterm)
+    interrupt_on_sigterm()
     dsn = pg_url(args.pg, args.db)
     fingerprint = (f"bench/queue.py v{SEED_VERSION} tasks={args.tasks} tenants={args.tenants} big={args.big_share}"
                    f" weeks={args.weeks} chars={args.contract_chars} seed={args.seed}")
@@ -691,8 +627,7 @@ def main() -> int:
     log_path = Path(tempfile.mkdtemp(prefix="bench_queue_")) / "uvicorn.log"
     try:
         if not reuse:
-            admin_execute(args.pg, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
-            admin_execute(args.pg, f'CREATE DATABASE "{args.db}"')
+            database_recreate(args.pg, args.db)
             t0 = time.perf_counter()
             migrate = subprocess.run([PYTHON, "manage.py", "migrate", "--noinput", "-v0"], cwd=REPO, env=dict(os.environ),
                                      capture_output=True, text=True, timeout=300)
@@ -752,7 +687,7 @@ def main() -> int:
                  "--workers", "1", "--no-access-log", "--log-level", "warning"],
                 cwd=REPO, env=product_env(database_url=dsn, redis_url=args.redis), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
-        http_wait_ready(f"{base_url}/healthz", timeout=60, proc=server, log=log_path)
+        http_wait_ready(f"{base_url}/healthz", timeout=60, check_alive=lambda: server_check_alive(server, log_path))
         print(f"  uvicorn pid {server.pid} on {base_url}")
         sys.stdout.flush()
         guard = ConnectionGuard(args.pg, args.db, args.max_connections_share)
@@ -777,7 +712,7 @@ def main() -> int:
         except Exception:  # Django may not be set up yet; nothing to close then
             pass
         if ok and not keep:
-            admin_execute(args.pg, f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+            database_drop(args.pg, args.db)
         elif not ok:
             print(f"  kept {args.db} and {log_path} for inspection")
     return 0 if ok else 1

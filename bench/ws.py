@@ -49,7 +49,6 @@ import asyncio  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
 import signal  # noqa: E402
-import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -57,19 +56,26 @@ from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
-import psycopg  # noqa: E402
 
-REPO = Path(REPO_DIR)
-PYTHON = str(REPO / ".venv" / "bin" / "python")
-BENCH_SECRET_KEY = "bench-only-secret-key-0123456789abcdef0123456789"
-TENANTS = ("bench-ws-a", "bench-ws-b")
-HIGH_RISK_TEXT = (
-    "MASTER SERVICES AGREEMENT. This agreement is governed by the laws of England. "
-    "Supplier shall have unlimited liability for any breach. "
-    "Customer shall indemnify Supplier against any and all claims arising from the services. "
-    "Supplier may terminate this agreement at any time without cause. "
-    "Customer shall pay EUR 20,000 per year."
+from bench._common import (  # noqa: E402
+    HIGH_RISK_TEXT,
+    PYTHON,
+    REPO,
+    database_drop,
+    database_recreate,
+    free_port,
+    git_commit,
+    http_wait_ready,
+    interrupt_on_sigterm,
+    machine,
+    manage,
+    percentile,
+    pg_url,
+    rss_mib,
 )
+from bench._common import product_env as common_product_env  # noqa: E402
+
+TENANTS = ("bench-ws-a", "bench-ws-b")
 
 # Idempotent: a second run against the same database (--target) reuses what exists.
 SEED_SCRIPT = """
@@ -98,56 +104,16 @@ print("BENCH_SEED " + json.dumps(out))
 """
 
 
-# --- Small helpers (stdlib, psycopg, httpx; Django never runs in this process) ----------
-
-
-def pg_url(base: str, dbname: str) -> str:
-    return f"{base.rstrip('/')}/{dbname}"
-
-
-def database_recreate(base: str, dbname: str) -> None:
-    # DROP/CREATE DATABASE cannot run inside a transaction; WITH (FORCE) ends sessions
-    # a previous, killed run may have left behind.
-    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{dbname}"')
-
-
-def database_drop(base: str, dbname: str) -> None:
-    with psycopg.connect(pg_url(base, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+# --- Small helpers (stdlib and httpx; Django never runs in this process) ----------------
+# Those the bench scripts share are in bench/_common.py.
 
 
 def product_env(*, database_url: str, redis_url: str, tasks_backend: str) -> dict[str, str]:
-    """Production-like: no DEBUG, PostgreSQL, Redis, and the task backend asked for."""
-    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "PYTHONPATH")}
-    env.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        SECRET_KEY=BENCH_SECRET_KEY,
-        DEBUG="false",
-        LOG_LEVEL="WARNING",
-        TASKS_BACKEND=tasks_backend,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        # Every client mints a ticket; one agent token submits everything.
-        API_THROTTLE_RATE="100000000/second",
-        PYTHONUNBUFFERED="1",
-    )
+    """The shared production-like environment, with the task backend asked for, and
+    REDIS_URL always set: the servers' channel layer fans events out through it."""
+    env = common_product_env(database_url=database_url, redis_url=redis_url)
+    env.update(REDIS_URL=redis_url, TASKS_BACKEND=tasks_backend, ALLOWED_HOSTS="127.0.0.1,localhost")
     return env
-
-
-def manage(args: list[str], *, env: dict[str, str], timeout: float) -> str:
-    proc = subprocess.run([PYTHON, "manage.py", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        raise RuntimeError(f"manage.py {args[0]} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_server(port: int, *, env: dict[str, str], log_dir: Path, index: int) -> subprocess.Popen:
@@ -179,54 +145,10 @@ def stop_servers(servers: list[subprocess.Popen]) -> None:
             proc.wait(timeout=10)
 
 
-def http_wait_ready(url: str, *, timeout: float, servers: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for proc in servers:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2, trust_env=False).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
-
-
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100); nan when there are no values."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = min(len(ordered), max(1, int(-(-p * len(ordered) // 100))))
-    return ordered[rank - 1]
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
-                             timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def machine() -> str:
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return f"{os.cpu_count()} cores, load average {load}"
+def servers_check_alive(servers: list[subprocess.Popen]) -> None:
+    for proc in servers:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
 
 
 # --- Client processes -----------------------------------------------------------------
@@ -310,11 +232,6 @@ async def _clients_run(conn, clients: list[dict[str, str]], connect_timeout: flo
 # --- The run ------------------------------------------------------------------------------
 
 
-def _sigterm(signum, frame) -> None:
-    # End like Ctrl-C: through the finally that stops every subprocess.
-    raise KeyboardInterrupt("SIGTERM")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawTextHelpFormatter)
@@ -344,9 +261,9 @@ def main() -> int:
         parser.error("--target needs --database-url (the bench seeds its users there)")
     client_procs = args.client_procs or max(1, -(-args.clients // 250))
 
-    signal.signal(signal.SIGTERM, _sigterm)
+    interrupt_on_sigterm()
     log_dir = Path(tempfile.mkdtemp(prefix="bench_ws_"))
-    print(f"bench/ws.py  commit {git_commit()}  {machine()}  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    print(f"bench/ws.py  commit {git_commit()}  {machine(memory=False)}  {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     print(f"  clients={args.clients} over {len(TENANTS)} tenants, servers={1 if args.target else args.servers}, graph in {args.graph_in},"
           f" client processes={client_procs}, events={args.events} every {args.interval}s; logs in {log_dir}")
     sys.stdout.flush()
@@ -375,7 +292,8 @@ def main() -> int:
                 worker = start_worker(env=env, log_dir=log_dir)
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             for base in bases:
-                http_wait_ready(f"{base}/healthz", timeout=60, servers=servers)
+                http_wait_ready(f"{base}/healthz", timeout=60, check_alive=lambda: servers_check_alive(servers),
+                                trust_env=False)
             print(f"  uvicorn pids {' '.join(str(p.pid) for p in servers)}, RSS"
                   f" {' '.join(f'{rss_mib(p.pid):.0f}' for p in servers)} MiB after start")
 
