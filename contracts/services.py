@@ -73,8 +73,14 @@ def contract_drive(*, tenant_id: UUID, contract_id: UUID) -> None:
 
 def _contract_locked():
     """The contract row, locked, with its tenant (read, not locked: the tenant's
-    settings feed the run, and its row lock is for event numbers)."""
-    return Contract.objects.select_for_update(of=("self",)).select_related("tenant")
+    settings feed the run, and its row lock is for event numbers).
+
+    FOR NO KEY UPDATE, not FOR UPDATE: a row that references the contract (a queue
+    event, a review task) takes a KEY SHARE lock on it in its foreign-key check, which
+    FOR UPDATE blocks. A resume holding the tenant's event-number lock and inserting its
+    event would then wait for a worker that holds the contract and waits for that same
+    tenant lock: a deadlock, seen with two workers."""
+    return Contract.objects.select_for_update(of=("self",), no_key=True).select_related("tenant")
 
 
 def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Work | None:

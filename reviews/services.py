@@ -176,7 +176,7 @@ def _resume(
         # The row lock serialises racing resumes of this task, and with them racing
         # retries of one Idempotency-Key: the key's record is written in this same
         # transaction, so a retry either sees it or waits for it.
-        task = ReviewTask.objects.select_for_update().get(tenant=tenant, pk=task.pk)
+        task = ReviewTask.objects.select_for_update(no_key=True).get(tenant=tenant, pk=task.pk)
         if idempotency is not None:
             key, fingerprint = idempotency
             record = IdempotencyRecord.objects.filter(tenant=tenant, user=user, key=key).first()
@@ -278,7 +278,7 @@ def review_task_claim(
     now = now or timezone.now()
     with transaction.atomic():
         # The row lock makes claim a compare-and-set: of N racing claims one wins.
-        task = ReviewTask.objects.select_for_update().get(tenant=tenant, pk=task.pk)
+        task = ReviewTask.objects.select_for_update(no_key=True).get(tenant=tenant, pk=task.pk)
         if task.status != ReviewStatus.PENDING:
             raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
         if task.claimed_by_id not in (None, user.pk) and task.claim_expires_at and task.claim_expires_at > now:
@@ -304,7 +304,7 @@ def review_task_release(
     membership = membership_get(tenant=tenant, user=user)
     now = now or timezone.now()
     with transaction.atomic():
-        task = ReviewTask.objects.select_for_update().get(tenant=tenant, pk=task.pk)
+        task = ReviewTask.objects.select_for_update(no_key=True).get(tenant=tenant, pk=task.pk)
         live = task.claimed_by_id is not None and task.claim_expires_at is not None and task.claim_expires_at > now
         if task.status != ReviewStatus.PENDING or not live:
             raise Conflict("This task has no live claim to release.", extra={"status": task.status})
@@ -334,11 +334,11 @@ def review_task_cancel(
     with transaction.atomic():
         # Lock order: contract, then its tasks, then (in event_emit) the tenant row; the
         # same order as the drive, so a cancel and a run cannot deadlock.
-        contract = Contract.objects.select_for_update().get(tenant=tenant, pk=task.contract_id)
+        contract = Contract.objects.select_for_update(no_key=True).get(tenant=tenant, pk=task.contract_id)
         if contract.status in FINAL_STATUSES:
             raise Conflict(f"The contract is already {contract.status}.", extra={"status": contract.status})
         pending = list(
-            ReviewTask.objects.select_for_update().filter(tenant=tenant, contract=contract, status=ReviewStatus.PENDING)
+            ReviewTask.objects.select_for_update(no_key=True).filter(tenant=tenant, contract=contract, status=ReviewStatus.PENDING)
         )
         if task.pk not in {t.pk for t in pending}:
             raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
