@@ -504,6 +504,16 @@ class QueueWatcher:
             self.ws.close()
 
 
+def _event_wait(watcher: QueueWatcher, kind: str, contract_id: str, *, since: float, stage_timeout: float,
+                stop: threading.Event) -> tuple[str, float]:
+    record = watcher.wait(kind, contract_id, deadline=since + stage_timeout, stop=stop)
+    if record is None:
+        if stop.is_set():
+            raise StageTimeout(f"contract {contract_id}: stopped while waiting for its {kind}")
+        raise StageTimeout(f"contract {contract_id}: no {kind} within {stage_timeout:.0f}s")
+    return record
+
+
 def product_one_contract_ws(http: httpx.Client, *, index: int, agent: dict, reviewer: dict, watcher: QueueWatcher,
                             stage_timeout: float, stop: threading.Event) -> ProductTiming:
     base = f"/api/v1/tenants/{SLUG}"
@@ -514,12 +524,8 @@ def product_one_contract_ws(http: httpx.Client, *, index: int, agent: dict, revi
     contract_id = r.json()["id"]
     t_submitted = time.perf_counter()
 
-    record = watcher.wait(REVIEW_CREATED, contract_id, deadline=t0 + stage_timeout, stop=stop)
-    if record is None:
-        if stop.is_set():
-            raise StageTimeout(f"contract {contract_id}: stopped while waiting for its review task")
-        raise StageTimeout(f"contract {contract_id}: no review.created after {stage_timeout:.0f}s")
-    task_id, t_visible = record
+    task_id, t_visible = _event_wait(watcher, REVIEW_CREATED, contract_id, since=t0, stage_timeout=stage_timeout,
+                                     stop=stop)
 
     t_resume = time.perf_counter()
     r = http.post(f"{base}/reviews/{task_id}/resume/", json={"decision": "approve"}, headers=reviewer)
@@ -527,12 +533,8 @@ def product_one_contract_ws(http: httpx.Client, *, index: int, agent: dict, revi
         raise RuntimeError(f"resume: HTTP {r.status_code} {r.text[:300]}")
     t_resumed = time.perf_counter()
 
-    record = watcher.wait(CONTRACT_COMPLETED, contract_id, deadline=t_resume + stage_timeout, stop=stop)
-    if record is None:
-        if stop.is_set():
-            raise StageTimeout(f"contract {contract_id}: stopped while waiting for it to complete after resume")
-        raise StageTimeout(f"contract {contract_id}: no contract.completed {stage_timeout:.0f}s after resume")
-    status, t_done = record
+    status, t_done = _event_wait(watcher, CONTRACT_COMPLETED, contract_id, since=t_resume,
+                                 stage_timeout=stage_timeout, stop=stop)
     if status != "approved":
         # The error path only: the event has no last_error, the contract does.
         detail = http.get(f"{base}/contracts/{contract_id}/", headers=reviewer).json().get("last_error") or ""

@@ -171,6 +171,14 @@ async def group_send(world, payload: dict) -> None:
     await get_channel_layer().group_send(tenant_group_name(world.tenant.id), {"type": "queue.event", "event": payload})
 
 
+async def subscribe_then_claim_and_release(world, task: ReviewTask, ticket: str, start: int) -> Communicator:
+    """Open the socket at `start`, then make two events (claimed, released)."""
+    socket, ok = await open_socket(ws_path(world, ticket=ticket))
+    assert ok and (await receive(socket))["latest_seq"] == start
+    await database_sync_to_async(claim_and_release)(world, task)
+    return socket
+
+
 def test_events_broadcast_out_of_order_reach_the_client_in_order(acme, monkeypatch):
     # The server and each worker broadcast after their own commits, so seq N+1 can reach
     # the layer after N+2: the client still gets N+1, then N+2, each once.
@@ -179,9 +187,7 @@ def test_events_broadcast_out_of_order_reach_the_client_in_order(acme, monkeypat
     held = broadcasts_held_back(monkeypatch)
 
     async def scenario():
-        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
-        assert ok and (await receive(socket))["latest_seq"] == start
-        await database_sync_to_async(claim_and_release)(acme, task)
+        socket = await subscribe_then_claim_and_release(acme, task, ticket, start)
         claimed, released = held
         await group_send(acme, released)
         await group_send(acme, claimed)
@@ -201,9 +207,7 @@ def test_an_event_whose_broadcast_was_lost_is_read_from_the_log(acme, monkeypatc
     held = broadcasts_held_back(monkeypatch)
 
     async def scenario():
-        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
-        assert ok and (await receive(socket))["latest_seq"] == start
-        await database_sync_to_async(claim_and_release)(acme, task)
+        socket = await subscribe_then_claim_and_release(acme, task, ticket, start)
         claimed, released = held
         await group_send(acme, released)  # review.claimed never reaches the layer
         first, second = await receive(socket), await receive(socket)
@@ -221,9 +225,7 @@ def test_a_gap_filled_from_the_log_still_rechecks_the_subscriber(acme, monkeypat
     held = broadcasts_held_back(monkeypatch)
 
     async def scenario():
-        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
-        assert ok and (await receive(socket))["latest_seq"] == start
-        await database_sync_to_async(claim_and_release)(acme, task)
+        socket = await subscribe_then_claim_and_release(acme, task, ticket, start)
         membership = await database_sync_to_async(acme.viewer.user.memberships.get)(tenant=acme.tenant)
         await database_sync_to_async(membership_remove)(membership=membership, actor=acme.admin.user, via="api")
         await group_send(acme, held[1])  # held back behind the missing claim, then read: refused
