@@ -271,8 +271,9 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             try:
                 position = await _position(self.subscriber)
             except Exception:
-                # Fail closed but keep the socket: the client sees the gap in `seq` at
-                # the next event or heartbeat and catches up once the database is back.
+                # Fail closed but keep the socket: the next event finds this one missing
+                # and reads it from the log once the database answers again (and a
+                # heartbeat ahead of the client's position tells it to catch up).
                 logger.exception("queue stream could not check %s; event %s not sent", self.channel_name, event["seq"])
                 return
             if position is None:
