@@ -157,6 +157,31 @@ def test_events_arrive_in_sequence_order_with_claims(acme):
     async_to_sync(scenario)()
 
 
+def test_sockets_of_one_tenant_in_one_process_each_get_every_event_once(acme):
+    # They share one member of the tenant's channel-layer group (the process's relay).
+    task = high_risk_task(acme)
+    tickets = [ticket_for(acme, member) for member in (acme.reviewer, acme.viewer, acme.senior)]
+    start = latest_seq(acme)
+
+    async def scenario():
+        sockets = []
+        for ticket in tickets:
+            socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+            assert ok and (await receive(socket))["latest_seq"] == start
+            sockets.append(socket)
+        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        for socket in sockets:
+            assert (await receive(socket))["seq"] == start + 1
+        await sockets.pop().disconnect()  # the others keep receiving
+        await database_sync_to_async(review_task_release)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        for socket in sockets:
+            assert (await receive(socket))["seq"] == start + 2
+            assert await socket.receive_nothing(timeout=0.3)  # each event once
+            await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
 def broadcasts_held_back(monkeypatch) -> list[dict]:
     """Record queue events without broadcasting them, so a test can deliver them to the
     channel layer itself: late, out of order, or not at all."""
