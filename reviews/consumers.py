@@ -171,7 +171,12 @@ class _GroupRelay:
         self.sockets.discard(consumer)
 
     async def _read(self) -> None:
-        self.channel = await self.layer.new_channel()
+        while self.channel is None:
+            try:
+                self.channel = await self.layer.new_channel()
+            except Exception:
+                logger.exception("queue stream relay for %s could not open its channel", self.group)
+                await asyncio.sleep(1)
         self.ready.set()
         while True:
             try:
