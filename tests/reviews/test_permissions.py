@@ -14,6 +14,7 @@ from reviews.models import ReviewTask, ReviewTaskUserPermission
 from reviews.services import resume_permission_set
 from tenants.models import AuditRecord
 from tenants.services import tenant_group_get
+from tests.api_flow import pending, resume, submit
 from tests.factories import CRITICAL_RISK_TEXT, HIGH_RISK_LARGE_PAYMENT_TEXT, LARGE_PAYMENT_TEXT
 
 pytestmark = pytest.mark.django_db
@@ -22,26 +23,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-# --- Helpers: the API as a client uses it; on-commit work (the graph run) runs inline ----
-
-
-def submit(world, text: str, title: str = "Contract") -> Contract:
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        response = world.agent.client.post(world.url("contracts/"), {"title": title, "text": text}, format="json")
-    assert response.status_code == 202, response.content
-    return Contract.objects.get(pk=response.json()["id"])
-
-
-def pending(contract: Contract) -> dict[str, ReviewTask]:
-    return {t.kind: t for t in ReviewTask.objects.filter(contract=contract, status="pending")}
-
-
-def resume(member, world, task: ReviewTask, body: dict | None = None):
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        return member.client.post(world.url(f"reviews/{task.pk}/resume/"), body or {"decision": "approve"},
-                                  format="json")
 
 
 def grant(world, path: str, body: dict, *, revoke: bool = False):

@@ -13,6 +13,7 @@ from contracts.models import Contract
 from reviews.models import ReviewTask
 from tenants.models import AuditRecord, Membership, Role
 from tenants.services import membership_set
+from tests.api_flow import pending, resume, submit
 from tests.factories import CRITICAL_RISK_TEXT, HIGH_RISK_TEXT, LARGE_PAYMENT_TEXT, member_create
 
 pytestmark = pytest.mark.django_db
@@ -21,23 +22,6 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-def submit(world, text: str, title: str = "Contract") -> Contract:
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        response = world.agent.client.post(world.url("contracts/"), {"title": title, "text": text}, format="json")
-    assert response.status_code == 202, response.content
-    return Contract.objects.get(pk=response.json()["id"])
-
-
-def pending(contract: Contract) -> dict[str, ReviewTask]:
-    return {t.kind: t for t in ReviewTask.objects.filter(contract=contract, status="pending")}
-
-
-def resume(member, world, task: ReviewTask, body: dict | None = None):
-    with TestCase.captureOnCommitCallbacks(execute=True):
-        return member.client.post(world.url(f"reviews/{task.pk}/resume/"), body or {"decision": "approve"},
-                                  format="json")
 
 
 def assert_refused(response, reason: str | None = None) -> None:
