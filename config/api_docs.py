@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 from drf_spectacular.utils import OpenApiResponse, inline_serializer
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework import serializers
+from rest_framework.response import Response
 
 ErrorSerializer = inline_serializer(
     "Error",
@@ -29,6 +34,7 @@ _DESCRIPTIONS = {
     413: "Request body too large.",
     422: "Idempotency-Key reused with a different request.",
     429: "Too many requests; see Retry-After.",
+    503: "The database is unavailable; retry after Retry-After seconds.",
 }
 
 ERROR_RESPONSES = {code: OpenApiResponse(ErrorSerializer, description=text) for code, text in _DESCRIPTIONS.items()}
@@ -36,3 +42,26 @@ ERROR_RESPONSES = {code: OpenApiResponse(ErrorSerializer, description=text) for 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+class SchemaView(SpectacularAPIView):
+    """The OpenAPI document, generated once per process and served from memory.
+
+    It only changes with the code. Generated under a lock: drf-spectacular loads its
+    extensions on the first generation, and two first requests at once (a fresh process
+    behind a load balancer) made one of them fail with a 500."""
+
+    _cache: dict[tuple, Any] = {}
+    _lock = threading.Lock()
+
+    def _get_schema_response(self, request):
+        version = self.api_version or request.version or self._get_version_parameter(request)
+        key = (version, request.GET.get("lang") or "")
+        with self._lock:
+            data = self._cache.get(key)
+            if data is None:
+                generator = self.generator_class(urlconf=self.urlconf, api_version=version, patterns=self.patterns)
+                data = self._cache[key] = generator.get_schema(request=request, public=self.serve_public)
+        return Response(
+            data=data, headers={"Content-Disposition": f'inline; filename="{self._get_filename(request, version)}"'}
+        )

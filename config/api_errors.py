@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
+from django import db
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
@@ -55,6 +57,22 @@ class IdempotencyKeyReused(ApplicationError):
     code = "idempotency_key_reused"
 
 
+# --- The database is away -----------------------------------------------------------------
+
+# An outage (a restart, a failover, terminated connections, an exhausted pool) is not the
+# client's fault nor a bug: 503 with Retry-After, in the one error format, so a client
+# backs off and retries; nothing half-written is left (each write is one transaction).
+RETRY_AFTER_SECONDS = 5
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, (db.OperationalError, db.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def database_unavailable_body() -> dict:
+    return _body("service_unavailable", "The database is unavailable; retry shortly.")
+
+
 def _body(code: str, message: str, fields: dict | None = None, **extra: Any) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}, **extra}}
 
@@ -80,6 +98,9 @@ def _flatten(detail: Any) -> dict[str, list[str]]:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    if is_database_unavailable(exc):
+        return Response(database_unavailable_body(), status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                        headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     if isinstance(exc, ApplicationError):
         return Response(_body(exc.code, exc.message, exc.fields, **exc.extra), status=exc.status_code)
     if isinstance(exc, RequestDataTooBig):

@@ -97,8 +97,15 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
             # A connection pool, not CONN_MAX_AGE: under ASGI every request runs in a new
             # thread, so persistent per-thread connections are never reused and pile up
             # until garbage-collected. The pool keeps a few per process and reuses them.
-            "OPTIONS": {"pool": {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10, minimum=1), "timeout": 10}, **options},
+            "OPTIONS": {
+                "pool": {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10, minimum=1), "timeout": 10},
+                **options,
+            },
             "CONN_MAX_AGE": 0,
+            # With the pool, Django passes ConnectionPool.check_connection: each connection
+            # is tested before it is handed out, so one that died while idle (a database
+            # restart, a terminated backend) is replaced instead of failing its request.
+            "CONN_HEALTH_CHECKS": True,
         }
     raise ImproperlyConfigured(
         f"{name} must start with postgres:// or sqlite:///, got scheme {parts.scheme!r}"

@@ -3,6 +3,7 @@
 in-memory channel layer."""
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -46,6 +47,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost, so it also turns errors raised by the middleware below into JSON.
+    "config.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -116,6 +119,12 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_THROTTLE_CLASSES": ["config.throttling.TokenRateThrottle"],
+    # JSON bodies are checked for what PostgreSQL cannot store and for depth (config.parsers).
+    "DEFAULT_PARSER_CLASSES": [
+        "config.parsers.StorableJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
 }
 # Per API token (or per signed-in user): "<count>/<second|minute|hour|day>".
 API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
@@ -179,8 +188,33 @@ if TASKS_BACKEND not in _TASK_BACKENDS:
     raise ImproperlyConfigured(f"TASKS_BACKEND must be one of {sorted(_TASK_BACKENDS)}, got {TASKS_BACKEND!r}")
 TASKS = {"default": {"BACKEND": _TASK_BACKENDS[TASKS_BACKEND]}}
 
-# How long a worker may hold a contract's run lease before recovery may take it over.
-RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 300, minimum=5)
+# How long a worker may hold a contract's run lease before recovery may take it over:
+# longer than any one pass of the graph, short enough that a contract whose worker died
+# mid-run moves again soon. Renewed at every pass.
+RUN_LEASE_SECONDS = env_int("RUN_LEASE_SECONDS", 60, minimum=5)
+# A pass that raises is retried after RUN_RETRY_BASE_SECONDS, doubling up to
+# RUN_RETRY_MAX_SECONDS; after RUN_RETRY_ATTEMPTS failures in a row the contract is
+# `failed`. Database outages are retried without counting.
+RUN_RETRY_ATTEMPTS = env_int("RUN_RETRY_ATTEMPTS", 5, minimum=1)
+RUN_RETRY_BASE_SECONDS = env_int("RUN_RETRY_BASE_SECONDS", 2, minimum=1)
+RUN_RETRY_MAX_SECONDS = env_int("RUN_RETRY_MAX_SECONDS", 300, minimum=1)
+# After SIGTERM a worker finishes the task in hand for at most this long, then exits.
+WORKER_SHUTDOWN_GRACE_SECONDS = env_int("WORKER_SHUTDOWN_GRACE_SECONDS", 30, minimum=1)
+
+# --- Scheduler (inside every `manage.py run_worker`; one leads at a time) ---------------
+
+SCHEDULER_ENABLED = env_bool("SCHEDULER_ENABLED", True)
+# Seconds between runs of each periodic job.
+SCHEDULER_RECOVERY_SECONDS = env_int("SCHEDULER_RECOVERY_SECONDS", 5, minimum=1)
+SCHEDULER_CLAIMS_SECONDS = env_int("SCHEDULER_CLAIMS_SECONDS", 15, minimum=1)
+SCHEDULER_PRUNE_SECONDS = env_int("SCHEDULER_PRUNE_SECONDS", 3600, minimum=1)
+
+# Recovery tests only: the process SIGKILLs itself at this point of a run (see
+# contracts/graph/faults.py). Never set in production.
+TEST_KILL_AT = env_str("HITL_TEST_KILL_AT", "")
+if TEST_KILL_AT:
+    if not re.fullmatch(r"after-(writes|interrupt):[a-z_]+|after-checkpoint:-?\d+|before-outcome", TEST_KILL_AT):
+        raise ImproperlyConfigured(f"HITL_TEST_KILL_AT must name a point of contracts/graph/faults.py, got {TEST_KILL_AT!r}")
 
 # --- Risk analysis --------------------------------------------------------------------
 

@@ -12,9 +12,9 @@ from config.api_docs import error_responses
 from config.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, keyset_page
 from contracts.models import RUN_STATES, ContractStatus
 from contracts.selectors import contract_get, contract_list
-from contracts.services import contract_submit
+from contracts.services import contract_retry, contract_submit
 from reviews.models import ReviewStatus
-from tenants.apis import MEMBER_ROLES, StrictInputSerializer, TenantAPIView
+from tenants.apis import ADMIN_ROLES, MEMBER_ROLES, StrictInputSerializer, TenantAPIView
 from tenants.models import SUBMITTING_ROLES
 
 
@@ -28,6 +28,9 @@ class ContractOutputSerializer(serializers.Serializer):
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
     completed_at = serializers.DateTimeField(allow_null=True)
+    last_error = serializers.CharField()
+    run_attempts = serializers.IntegerField(help_text="Failed runs in a row; reset when a run moves the thread.")
+    retry_at = serializers.DateTimeField(allow_null=True, help_text="When the next automatic retry is due.")
 
 
 class ContractDetailOutputSerializer(ContractOutputSerializer):
@@ -37,7 +40,6 @@ class ContractDetailOutputSerializer(ContractOutputSerializer):
     decision_history = serializers.JSONField()
     amendments = serializers.JSONField()
     amended_text = serializers.CharField()
-    last_error = serializers.CharField()
     pending_tasks = serializers.SerializerMethodField()
 
     def get_pending_tasks(self, contract) -> list[dict]:
@@ -92,3 +94,16 @@ class ContractDetailApi(TenantAPIView):
     def get(self, request: Request, tenant_slug: str, contract_id: str) -> Response:
         contract = contract_get(tenant=self.tenant, contract_id=contract_id)
         return Response(ContractDetailOutputSerializer(contract).data)
+
+
+class ContractRetryApi(TenantAPIView):
+    """Run a `failed` contract again from its checkpoint (tenant admins)."""
+
+    roles = {"POST": ADMIN_ROLES}
+
+    @extend_schema(operation_id="contracts_retry", request=None,
+                   responses={202: ContractOutputSerializer, **error_responses(401, 403, 404, 409, 429)})
+    def post(self, request: Request, tenant_slug: str, contract_id: str) -> Response:
+        contract = contract_retry(tenant=self.tenant, contract_id=contract_id, user=request.user, via="api")
+        contract.refresh_from_db()  # the immediate task backend may already have run it
+        return Response(ContractOutputSerializer(contract).data, status=status.HTTP_202_ACCEPTED)

@@ -9,15 +9,15 @@ from tenants.models import TenantOwned
 
 
 class ContractStatus(models.TextChoices):
-    SUBMITTED = "submitted"  # saved, its first run is queued
-    RUNNING = "running"  # only while a worker holds the run lease for the first step
+    SUBMITTED = "submitted"  # saved, its first run is queued (or a retry was asked for)
+    RUNNING = "running"  # the thread is between two steps: a run died there and is continued
     WAITING_FOR_REVIEW = "waiting_for_review"
     APPROVED = "approved"
     REJECTED = "rejected"
     AMENDED = "amended"
     AUTO_APPROVED = "auto_approved"
     CANCELLED = "cancelled"
-    FAILED = "failed"  # the last run raised; recovery re-drives it
+    FAILED = "failed"  # runs kept failing, retries used up; a tenant admin (or a new decision) retries it
 
 
 FINAL_STATUSES = frozenset(
@@ -52,6 +52,10 @@ class Contract(TenantOwned):
     # lease can be taken over by recovery.
     run_lease_owner = models.CharField(max_length=32, blank=True)
     run_lease_until = models.DateTimeField(null=True, blank=True)
+    # Runs that raised in a row; the scheduler retries at `retry_at` with exponential
+    # backoff, and after settings.RUN_RETRY_ATTEMPTS the contract is `failed`.
+    run_attempts = models.PositiveSmallIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -63,6 +67,14 @@ class Contract(TenantOwned):
         indexes = [
             models.Index(fields=["tenant", "status", "-created_at"], name="contract_tenant_status"),
             models.Index(fields=["tenant", "-created_at"], name="contract_tenant_created"),
+            # Recovery looks across tenants for the few contracts in flight; each partial
+            # index holds only those rows, so scanning it whole stays cheap at any size.
+            models.Index(fields=["tenant", "run_lease_until"], condition=models.Q(run_lease_until__isnull=False),
+                         name="contract_lease_held"),
+            models.Index(fields=["tenant", "retry_at"], condition=models.Q(retry_at__isnull=False),
+                         name="contract_retry_due"),
+            models.Index(fields=["tenant", "updated_at"], condition=models.Q(status__in=["submitted", "running"]),
+                         name="contract_in_flight"),
         ]
 
     def __str__(self) -> str:
@@ -92,6 +104,10 @@ RESUME_THREAD_PERM = "resume_thread"
 
 class ContractUserPermission(TenantOwned, UserObjectPermissionBase):
     content_object = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="user_permissions")
+    # A personal grant belongs to the membership it was given under: removing the member
+    # removes it (by cascade, so tenants never has to know about grants), and re-adding
+    # them later does not bring it back.
+    membership = models.ForeignKey("tenants.Membership", on_delete=models.CASCADE, related_name="+")
 
     class Meta(UserObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["tenant", "user", "content_object"], name="contract_uperm_lookup")]

@@ -1,24 +1,37 @@
+"""The orchestrator: submit a contract, drive its thread, cancel, retry, recover.
+
+Direction: this module sits on top. It calls the queue primitives of reviews
+(reviews.services, reviews.selectors) for the review side of each step; reviews never
+calls back here, it only requests a drive through contracts.tasks.
+"""
+
 from __future__ import annotations
 
 import logging
+import random
 import uuid
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from uuid import UUID
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from contracts.graph import runner
+from config.api_errors import Conflict, Forbidden, NotFound
+from contracts.graph import faults, runner
 from contracts.graph.runner import RunSnapshot
 from contracts.models import FINAL_STATUSES, Contract, ContractStatus
 from contracts.tasks import contract_drive_enqueue
 from reviews import events
-from reviews.models import ReviewStatus, ReviewTask
-from reviews.services import review_tasks_sync
-from tenants.models import Tenant
+from reviews.selectors import UnappliedDecision, review_decisions_unapplied, review_decisions_unapplied_contracts
+from reviews.services import review_tasks_cancel_pending, review_tasks_mark_applied, review_tasks_sync
+from tenants.models import AuditRecord, Role, Tenant
+from tenants.selectors import membership_get
+from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
 
@@ -39,36 +52,65 @@ def contract_submit(*, tenant: Tenant, submitted_by: AbstractBaseUser | None, ti
     return contract
 
 
+# --- The run-state mapping ----------------------------------------------------------
+
+
+def contract_status_for(snapshot: RunSnapshot) -> str:
+    """What the thread's checkpoint says the contract's status is: the one mapping from
+    LangGraph's run state to ours."""
+    if snapshot.pending:
+        return ContractStatus.WAITING_FOR_REVIEW
+    if snapshot.finished:
+        return snapshot.values["human_decision"]
+    if snapshot.exists:
+        return ContractStatus.RUNNING
+    return ContractStatus.SUBMITTED
+
+
 # --- Driving a thread ---------------------------------------------------------------
+
+# A drive that has not ended after this many passes is not converging: it stops, says
+# why, and counts as a failed attempt (so it is retried later, then marked failed).
+MAX_PASSES_PER_DRIVE = 20
 
 
 @dataclass(frozen=True)
 class _Work:
     contract: Contract
-    answers: dict[str, dict]  # interrupt id -> decision, for resolved tasks not yet applied
-    answered_task_ids: list[UUID]
+    decisions: list[UnappliedDecision]
+    passes: int = 0
+    # The interrupt ids this drive already answered, for spotting a pass that repeats itself.
+    answered: frozenset[str] = field(default_factory=frozenset)
+
+
+class DriveStuck(Exception):
+    """The thread cannot move on and nothing a drive may do would change that."""
 
 
 def contract_drive(*, tenant_id: UUID, contract_id: UUID) -> None:
-    """Advance the contract's thread as far as it can go without a human.
+    """Advance the contract's thread as far as it can go without a human, from wherever
+    it stands: not started, waiting with decisions to apply, or stopped between two
+    steps by a crash (it is continued from its checkpoint, never restarted).
 
     Safe to call any number of times from any number of workers: a run lease on the
     contract row lets one worker drive a thread at a time, and the others return at
-    once. The holder loops until no recorded decision is left unapplied, so a decision
-    that arrives mid-run is picked up before the lease is given back. The graph runs
-    outside any transaction (no row lock is held across it); each outcome is recorded,
-    and the next pass planned, in one short transaction.
+    once. The holder loops until nothing is left to do, so a decision that arrives
+    mid-run is picked up before the lease is given back. The graph runs outside any
+    transaction (no row lock is held across it); each outcome is recorded, and the next
+    pass planned, in one short transaction. A pass that fails is retried later with
+    backoff (contract_retry_schedule); a drive never loops on a thread that does not move.
     """
     owner = uuid.uuid4().hex
     work = _run_lease_acquire(tenant_id=tenant_id, contract_id=contract_id, owner=owner)
     try:
         while work is not None:
-            snapshot = _run_graph(work)
-            work = _run_outcome_record(work=work, snapshot=snapshot, owner=owner)
+            before, after = _run_graph(work)
+            faults.reached("before-outcome")
+            work = _run_outcome_record(work=work, before=before, after=after, owner=owner)
     except Exception as exc:
+        # Recorded on the contract and retried by the scheduler: the task itself is done.
         logger.exception("contract %s: run failed", contract_id)
         _run_failure_record(tenant_id=tenant_id, contract_id=contract_id, owner=owner, error=exc)
-        raise
 
 
 def _contract_locked():
@@ -85,50 +127,37 @@ def _contract_locked():
 
 def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Work | None:
     """Take the run lease and the first pass's work, or None when another worker holds
-    the lease (it loops until no decision is left, so it will apply ours) or there is
+    the lease (it loops until nothing is left, so it will apply ours) or there is
     nothing to do. The row lock makes this a compare-and-set: of racing workers, the
     first takes the lease and the others then see it."""
     with transaction.atomic():
         contract = _contract_locked().filter(tenant_id=tenant_id, pk=contract_id).first()
         if contract is None or (contract.run_lease_until is not None and contract.run_lease_until >= timezone.now()):
             return None
-        work = _work_plan(contract, owner=owner, first=True)
-        if work is not None:
-            contract.save(update_fields=["run_lease_owner", "run_lease_until", "updated_at"])
-    return work
+        decisions = review_decisions_unapplied(tenant_id=tenant_id, contract_id=contract_id)
+        # Nothing to do for a final contract, nor for a failed one until it is asked to
+        # move again: by an admin's retry (which makes it `submitted`) or by a new
+        # decision, a fresh reason to try.
+        idle = (contract.status in FINAL_STATUSES and contract.status != ContractStatus.CANCELLED) or (
+            contract.status == ContractStatus.FAILED and not decisions
+        )
+        if idle:
+            if contract.run_lease_owner:  # a lease left by a worker that died: clear it
+                _lease_release(contract)
+                contract.save(update_fields=["run_lease_owner", "run_lease_until", "updated_at"])
+            return None
+        _lease_hold(contract, owner=owner)
+        contract.save(update_fields=["run_lease_owner", "run_lease_until", "updated_at"])
+    return _Work(contract=contract, decisions=decisions)
 
 
-def _work_plan(contract: Contract, *, owner: str, first: bool, thread_waiting: bool = True) -> _Work | None:
-    """What the lease holder should do next, decided under the contract's row lock, so
-    "nothing left to do" and "give the lease back" are one step: a decision committed
-    before it is seen here, and one committed after finds the lease free and starts its
-    own drive. Sets the lease on `contract` (held on, or cleared); the caller saves.
-
-    The first pass always runs (recovery relies on it to re-record what the checkpoint
-    says); later ones only to apply a decision, or to end the thread of a contract
-    cancelled while its graph still waits (`thread_waiting`)."""
-    answered = list(
-        ReviewTask.objects.filter(
-            tenant_id=contract.tenant_id, contract=contract, status=ReviewStatus.RESOLVED, applied_at__isnull=True
-        ).only("id", "interrupt_id", "decision")
-    )
-    if contract.status == ContractStatus.CANCELLED:
-        proceed = thread_waiting
-    elif contract.status in FINAL_STATUSES:
-        proceed = False
-    else:
-        started = contract.status not in (ContractStatus.SUBMITTED, ContractStatus.FAILED)
-        proceed = first or not started or bool(answered)
-    if not proceed:
-        contract.run_lease_owner, contract.run_lease_until = "", None
-        return None
+def _lease_hold(contract: Contract, *, owner: str) -> None:
     contract.run_lease_owner = owner
     contract.run_lease_until = timezone.now() + timedelta(seconds=settings.RUN_LEASE_SECONDS)
-    return _Work(
-        contract=contract,
-        answers={task.interrupt_id: task.decision for task in answered},
-        answered_task_ids=[task.id for task in answered],
-    )
+
+
+def _lease_release(contract: Contract) -> None:
+    contract.run_lease_owner, contract.run_lease_until = "", None
 
 
 def _initial_state(contract: Contract) -> dict:
@@ -145,33 +174,47 @@ def _initial_state(contract: Contract) -> dict:
     }
 
 
-def _run_graph(work: _Work) -> RunSnapshot:
-    thread_id = work.contract.thread_id
-    snapshot = runner.thread_snapshot(thread_id)
-    if work.contract.status == ContractStatus.CANCELLED:
-        return runner.thread_end(thread_id, outcome="cancelled") if snapshot.pending else snapshot
-    if not snapshot.exists:
-        # The first run. If a previous attempt crashed after checkpointing, the
-        # snapshot exists and we only record what it says: the run is never restarted.
-        return runner.thread_start(thread_id, _initial_state(work.contract))
-    # Answer only interrupts that are still pending. A decision whose interrupt is gone
-    # was applied by an earlier run that died before recording it; re-sending a consumed
-    # id could answer the *next* interrupt of the same node, so it is never re-sent.
+def _answers(work: _Work, snapshot: RunSnapshot) -> dict[str, dict]:
+    """Decisions to send: only for interrupts still pending, and never one the graph has
+    already consumed. Re-sending a consumed id could answer the *next* interrupt of the
+    same node (LangGraph matches answers by position), so a decision whose interrupt is
+    gone is never sent again."""
     pending_ids = {item.id for item in snapshot.pending}
-    answers = {iid: value for iid, value in work.answers.items() if iid in pending_ids}
+    applied = snapshot.applied_task_ids
+    return {
+        d.interrupt_id: d.decision
+        for d in work.decisions
+        if d.interrupt_id in pending_ids and str(d.task_id) not in applied
+    }
+
+
+def _run_graph(work: _Work) -> tuple[RunSnapshot, RunSnapshot]:
+    """One pass: read where the thread stands, do the one thing that moves it on, and
+    return (before, after)."""
+    thread_id = work.contract.thread_id
+    before = runner.thread_snapshot(thread_id)
+    if work.contract.status == ContractStatus.CANCELLED:
+        # The cancel recorded everything; its pass only ends the thread.
+        return before, runner.thread_end(thread_id, outcome="cancelled") if before.tasks else before
+    if not before.exists:
+        return before, runner.thread_start(thread_id, _initial_state(work.contract))
+    answers = _answers(work, before)
     if answers:
-        return runner.thread_resume(thread_id, answers)
-    return snapshot
+        return before, runner.thread_resume(thread_id, answers)
+    if before.runnable:
+        # A run died between two steps (or before the first): carry on from the checkpoint.
+        return before, runner.thread_continue(thread_id)
+    return before, before
 
 
 _OUTCOME_FIELDS = [
     "risk_score", "findings", "payments", "decision_history", "amendments", "amended_text", "last_error", "status",
-    "completed_at", "run_lease_owner", "run_lease_until", "updated_at",
+    "completed_at", "run_lease_owner", "run_lease_until", "run_attempts", "retry_at", "updated_at",
 ]
 
 
-def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> _Work | None:
-    """Record what the run produced and, under the same row lock, plan the next pass
+def _run_outcome_record(*, work: _Work, before: RunSnapshot, after: RunSnapshot, owner: str) -> _Work | None:
+    """Record what the pass produced and, under the same row lock, plan the next pass
     (None: the lease is given back)."""
     now = timezone.now()
     with transaction.atomic():
@@ -179,64 +222,269 @@ def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> _W
         if contract.run_lease_owner != owner:
             logger.warning("contract %s: lease lost before recording its outcome", contract.pk)
             return None
-        if work.answered_task_ids:
-            ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=work.answered_task_ids).update(applied_at=now)
-        # A cancel recorded everything itself; its run only ended the thread.
+        decisions = review_decisions_unapplied(tenant_id=contract.tenant_id, contract_id=contract.pk)
+        # A decision counts as applied once the graph has moved past it (it is in the
+        # thread's history), never merely because it was sent.
+        consumed = [d.task_id for d in decisions if str(d.task_id) in after.applied_task_ids]
+        review_tasks_mark_applied(tenant_id=contract.tenant_id, task_ids=consumed, now=now)
+        decisions = [d for d in decisions if d.task_id not in set(consumed)]
+
         recording = contract.status != ContractStatus.CANCELLED
         if recording:
-            values = snapshot.values
-            contract.risk_score = values.get("risk_score", contract.risk_score)
-            contract.findings = values.get("findings", contract.findings)
-            contract.payments = values.get("payments", contract.payments)
-            contract.decision_history = values.get("history", [])
-            contract.amendments = values.get("amendments", [])
-            contract.amended_text = values.get("amended_text", "")
-            contract.last_error = ""
-            if snapshot.pending:
-                contract.status = ContractStatus.WAITING_FOR_REVIEW
-            elif snapshot.finished:
-                contract.status = values["human_decision"]
+            _outcome_values_copy(contract, after)
+            contract.status = contract_status_for(after)
+            if contract.status in FINAL_STATUSES:
                 contract.completed_at = now
-        next_work = _work_plan(contract, owner=owner, first=False, thread_waiting=bool(snapshot.pending))
+        moved = after.checkpoint_id != before.checkpoint_id or bool(consumed)
+        if moved:
+            contract.run_attempts, contract.retry_at = 0, None
+            contract.last_error = ""
+
+        sent = frozenset(_answers(work, before)) if contract.status != ContractStatus.CANCELLED else frozenset()
+        work_next, stuck = _work_plan(
+            contract, work=work, sent=sent, after=after, decisions=decisions, moved=moved, owner=owner
+        )
+        if stuck is not None:
+            logger.warning("contract %s: drive stopped: %s", contract.pk, stuck)
+            contract_retry_schedule(contract, reason=f"DriveStuck: {stuck}", counts=True, now=now)
         # Named fields: a full save would send the contract's text (up to 200,000
         # characters) back with every outcome.
         contract.save(update_fields=_OUTCOME_FIELDS)
         if recording:
             # Events go last: each holds the tenant's row lock until this commits.
-            review_tasks_sync(contract=contract, pending=snapshot.pending)
+            review_tasks_sync(contract=contract, pending=after.pending)
             if contract.status in FINAL_STATUSES:
                 events.event_emit(tenant_id=contract.tenant_id, type=events.CONTRACT_COMPLETED, contract=contract)
-    return next_work
+    return work_next
+
+
+def _outcome_values_copy(contract: Contract, snapshot: RunSnapshot) -> None:
+    values = snapshot.values
+    contract.risk_score = values.get("risk_score", contract.risk_score)
+    contract.findings = values.get("findings", contract.findings)
+    contract.payments = values.get("payments", contract.payments)
+    contract.decision_history = values.get("history", [])
+    contract.amendments = values.get("amendments", [])
+    contract.amended_text = values.get("amended_text", "")
+
+
+def _work_plan(
+    contract: Contract,
+    *,
+    work: _Work,
+    sent: frozenset[str],
+    after: RunSnapshot,
+    decisions: list[UnappliedDecision],
+    moved: bool,
+    owner: str,
+) -> tuple[_Work | None, str | None]:
+    """What the lease holder does next, decided under the contract's row lock, so
+    "nothing left to do" and "give the lease back" are one step: a decision committed
+    before it is seen here, and one committed after finds the lease free and starts its
+    own drive. Returns (the next pass or None, why the drive is stuck or None); sets the
+    lease on `contract` (held on, or cleared); the caller saves."""
+    next_work = _Work(
+        contract=contract,
+        decisions=decisions,
+        passes=work.passes + 1,
+        answered=work.answered | sent,
+    )
+    if contract.status == ContractStatus.CANCELLED:
+        proceed, stuck = bool(after.tasks) and moved, None if not after.tasks or moved else "the cancelled thread did not end"
+    elif contract.status in FINAL_STATUSES:
+        proceed, stuck = False, None
+    else:
+        answers = _answers(next_work, after)
+        if answers:
+            # Answering the same interrupts again after a pass that moved nothing would
+            # repeat that pass for ever.
+            repeating = not moved and set(answers) <= next_work.answered
+            proceed, stuck = not repeating, "its answers did not move the thread" if repeating else None
+        elif after.runnable:
+            proceed, stuck = moved, None if moved else f"the thread does not move past {', '.join(after.tasks)}"
+        else:
+            proceed, stuck = False, None
+    if proceed and next_work.passes >= MAX_PASSES_PER_DRIVE:
+        proceed, stuck = False, f"no end after {MAX_PASSES_PER_DRIVE} passes"
+    if not proceed:
+        _lease_release(contract)
+        return None, stuck
+    _lease_hold(contract, owner=owner)
+    return next_work, None
+
+
+# --- Failures and retries -----------------------------------------------------------
+
+# Errors that say the database (or its connection) failed, not the run: retried without
+# counting towards RUN_RETRY_ATTEMPTS, so an outage never fails a contract.
+_INFRASTRUCTURE_ERRORS = (DatabaseError, psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def _is_infrastructure(error: BaseException) -> bool:
+    return isinstance(error, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def retry_backoff(attempt: int) -> timedelta:
+    """Exponential, capped, with jitter so contracts that failed together (an outage)
+    do not all come back in the same instant."""
+    seconds = min(settings.RUN_RETRY_MAX_SECONDS, settings.RUN_RETRY_BASE_SECONDS * 2 ** max(attempt - 1, 0))
+    return timedelta(seconds=seconds * random.uniform(0.8, 1.0))
+
+
+def contract_retry_schedule(contract: Contract, *, reason: str, counts: bool, now: datetime) -> None:
+    """After a failed pass: retry at `retry_at` (the scheduler re-drives it then), or,
+    once settings.RUN_RETRY_ATTEMPTS counted failures are used up, mark the contract
+    `failed` with its error, announce it and audit it. Sets fields on `contract` inside
+    the caller's transaction (which holds its row lock); the caller saves."""
+    contract.last_error = reason[:2000]
+    if counts:
+        contract.run_attempts += 1
+    if counts and contract.run_attempts >= settings.RUN_RETRY_ATTEMPTS:
+        contract.status = ContractStatus.FAILED
+        contract.retry_at = None
+        audit_record(tenant=contract.tenant, actor=None, action="contract.failed", via=AuditRecord.Interface.SYSTEM,
+                     target=contract, data={"attempts": contract.run_attempts, "error": contract.last_error})
+        events.event_emit(tenant_id=contract.tenant_id, type=events.CONTRACT_FAILED, contract=contract)
+        return
+    contract.retry_at = now + retry_backoff(max(contract.run_attempts, 1))
 
 
 def _run_failure_record(*, tenant_id: UUID, contract_id: UUID, owner: str, error: Exception) -> None:
+    """Give the lease back and schedule the retry. The failure may be the database
+    itself: the connection is dropped first, and when even this cannot be written the
+    lease simply runs out and recovery takes the contract over."""
+    if connection.in_atomic_block:
+        return  # called inside someone's transaction (tests): nothing safe to write here
+    connection.close_if_unusable_or_obsolete()
+    try:
+        with transaction.atomic():
+            contract = _contract_locked().filter(tenant_id=tenant_id, pk=contract_id).first()
+            if contract is None or contract.run_lease_owner != owner:
+                return
+            _lease_release(contract)
+            contract_retry_schedule(contract, reason=f"{type(error).__name__}: {error}",
+                                    counts=not _is_infrastructure(error), now=timezone.now())
+            contract.save(update_fields=["status", "last_error", "run_attempts", "retry_at", "run_lease_owner",
+                                         "run_lease_until", "updated_at"])
+    except _INFRASTRUCTURE_ERRORS:
+        logger.warning("contract %s: could not record the failure; its lease will expire", contract_id)
+
+
+# --- Cancel and retry (tenant admins) -----------------------------------------------
+
+
+def _admin_check(*, tenant: Tenant, user: AbstractBaseUser, action: str) -> None:
+    membership = membership_get(tenant=tenant, user=user)
+    if membership is None or membership.role != Role.ADMIN:
+        raise Forbidden(f"Only a tenant admin may {action}.")
+
+
+def contract_cancel(
+    *,
+    tenant: Tenant,
+    contract_id: UUID | str,
+    user: AbstractBaseUser,
+    via: str,
+    task_id: UUID | str | None = None,
+    now: datetime | None = None,
+) -> Contract:
+    """End the contract's run in a defined state: every pending task cancelled, the
+    contract `cancelled`, and then a worker ends the LangGraph thread (it is never left
+    waiting on an interrupt). `task_id`: the cancel was asked for through this task,
+    which must still be pending."""
+    _admin_check(tenant=tenant, user=user, action="cancel a contract")
+    now = now or timezone.now()
     with transaction.atomic():
-        contract = _contract_locked().filter(tenant_id=tenant_id, pk=contract_id).first()
-        if contract is None or contract.run_lease_owner != owner:
-            return
-        if contract.status in (ContractStatus.SUBMITTED, ContractStatus.RUNNING):
-            contract.status = ContractStatus.FAILED
-        contract.last_error = f"{type(error).__name__}: {error}"[:2000]
-        contract.run_lease_owner, contract.run_lease_until = "", None
-        contract.save()
+        # Lock order: contract, then its tasks, then (in event_emit) the tenant row; the
+        # same order as the drive, so a cancel and a run cannot deadlock.
+        contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
+        if contract is None:
+            raise NotFound()
+        if contract.status in FINAL_STATUSES:
+            raise Conflict(f"The contract is already {contract.status}.", extra={"status": contract.status})
+        cancelled = review_tasks_cancel_pending(contract=contract, user=user, via=via, through_task_id=task_id, now=now)
+        contract.status = ContractStatus.CANCELLED
+        contract.completed_at = now
+        contract.retry_at = None
+        contract.save(update_fields=["status", "completed_at", "retry_at", "updated_at"])
+        audit_record(tenant=tenant, actor=user, action="contract.cancelled", via=via, target=contract,
+                     data={"task": str(task_id) if task_id else None, "cancelled_tasks": [str(t.pk) for t in cancelled]})
+        events.event_emit(tenant_id=tenant.id, type=events.CONTRACT_COMPLETED, contract=contract)
+        contract_drive_enqueue(tenant_id=tenant.id, contract_id=contract.pk)
+    return contract
+
+
+def contract_retry(*, tenant: Tenant, contract_id: UUID | str, user: AbstractBaseUser, via: str) -> Contract:
+    """Run a `failed` contract again, from its checkpoint, with a fresh set of attempts."""
+    _admin_check(tenant=tenant, user=user, action="retry a contract")
+    with transaction.atomic():
+        contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
+        if contract is None:
+            raise NotFound()
+        if contract.status != ContractStatus.FAILED:
+            raise Conflict(f"Only a failed contract can be retried; this one is {contract.status}.",
+                           extra={"status": contract.status})
+        # `submitted` until its first pass records what the checkpoint says.
+        contract.status = ContractStatus.SUBMITTED
+        contract.run_attempts, contract.retry_at = 0, None
+        contract.save(update_fields=["status", "run_attempts", "retry_at", "updated_at"])
+        audit_record(tenant=tenant, actor=user, action="contract.retried", via=via, target=contract,
+                     data={"last_error": contract.last_error})
+        contract_drive_enqueue(tenant_id=tenant.id, contract_id=contract.pk)
+    return contract
 
 
 # --- Recovery -----------------------------------------------------------------------
 
+def _stale_after() -> timedelta:
+    """A contract in flight this long with nobody driving it has lost its queued drive:
+    twice a run lease, so a live drive (which renews its lease at every pass) is never
+    taken for a lost one."""
+    return timedelta(seconds=2 * settings.RUN_LEASE_SECONDS)
 
-def contracts_needing_drive(*, tenant: Tenant | None = None) -> list[tuple[UUID, UUID]]:
-    """Contracts whose thread may be ahead of, or behind, what the database says: never
-    started, failed, waiting (tasks may be missing), or holding an unapplied decision."""
-    contracts = Contract.objects.exclude(status__in=FINAL_STATUSES)
-    if tenant is not None:
-        contracts = contracts.filter(tenant=tenant)
-    return list(contracts.values_list("tenant_id", "id"))
+
+def contracts_recover(*, now: datetime | None = None) -> list[UUID]:
+    """Queue a drive for every contract a crash, a lost queue message or a failed pass
+    left behind, each at most once per call: an expired run lease (its worker died
+    mid-run), a retry that is due, a decision recorded but not applied, a contract in
+    flight that nobody drives. The scheduler runs this; each drive is its own task, so
+    one stuck contract never holds up another. Returns the contracts queued."""
+    now = now or timezone.now()
+    stale = now - _stale_after()
+    free = Q(run_lease_until__isnull=True) | Q(run_lease_until__lt=now)
+    lease_expired = Contract.objects.filter(run_lease_until__lt=now)
+    retry_due = Contract.objects.filter(retry_at__lte=now).filter(free)
+    in_flight = Contract.objects.filter(
+        status__in=[ContractStatus.SUBMITTED, ContractStatus.RUNNING], updated_at__lt=stale, retry_at__isnull=True
+    ).filter(free)
+    undecided = Contract.objects.filter(
+        pk__in=review_decisions_unapplied_contracts(decided_before=stale)
+    ).exclude(status__in=[*FINAL_STATUSES, ContractStatus.FAILED]).filter(free, retry_at__isnull=True)
+    queued: list[UUID] = []
+    seen: set[UUID] = set()
+    for queryset in (lease_expired, retry_due, in_flight, undecided):
+        for tenant_id, contract_id in queryset.values_list("tenant_id", "pk")[:1000]:
+            if contract_id in seen:
+                continue
+            seen.add(contract_id)
+            with transaction.atomic():
+                # Claim the due retry so the next call does not queue it again; the
+                # drive's first pass decides what actually happens.
+                Contract.objects.filter(tenant_id=tenant_id, pk=contract_id, retry_at__lte=now).update(retry_at=None)
+                contract_drive_enqueue(tenant_id=tenant_id, contract_id=contract_id)
+            queued.append(contract_id)
+    return queued
 
 
 def contracts_reconcile(*, tenant: Tenant | None = None) -> int:
-    """Re-drive every contract that may need it (see `contracts_needing_drive`).
-    Idempotent: a drive with nothing to do records what the checkpoint already says."""
-    pairs = contracts_needing_drive(tenant=tenant)
+    """Drive every contract that is not final, now, in this process (the operator's
+    `reconcile_reviews`): re-creates missing review tasks, applies decisions recorded
+    but not applied, continues runs stopped by a crash. Idempotent; a contract that
+    fails is recorded as such and the others go on."""
+    contracts = Contract.objects.exclude(status__in=FINAL_STATUSES)
+    if tenant is not None:
+        contracts = contracts.filter(tenant=tenant)
+    pairs = list(contracts.values_list("tenant_id", "id"))
     for tenant_id, contract_id in pairs:
         contract_drive(tenant_id=tenant_id, contract_id=contract_id)
     return len(pairs)

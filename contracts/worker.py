@@ -1,4 +1,5 @@
-"""The task worker, woken by PostgreSQL NOTIFY instead of polling.
+"""The task worker: woken by PostgreSQL NOTIFY instead of polling, and built to outlive
+its database.
 
 django-tasks-db's worker sleeps `--interval` seconds whenever the queue is empty, so every
 step of a run would wait up to that long before a worker looks again. Here each enqueue
@@ -6,19 +7,32 @@ sends `NOTIFY` (delivered when the enqueuing transaction commits) and an idle wo
 waits on `LISTEN` for at most `--interval` seconds: work starts within milliseconds, and
 the interval is only a safety net for a lost notification. On SQLite it falls back to
 sleeping `--interval`.
+
+Faults: a database error anywhere in the loop (a restart, a terminated connection, a
+failover) drops the connections, waits with backoff and carries on, logged once per
+outage; the upstream loop would let it end the process. A task row left `RUNNING` by a
+worker that died (or could not record the result) is swept by the scheduler
+(abandoned_task_results_sweep) and its contract re-driven by recovery. SIGTERM lets the
+task in hand finish, for at most WORKER_SHUTDOWN_GRACE_SECONDS, then the process exits.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from datetime import datetime, timedelta
+from types import FrameType
 
 import psycopg
-from django.db import close_old_connections, connection
-from django.db.utils import OperationalError
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections, connection, connections
 from django.dispatch import receiver
+from django.utils import timezone
 from django_tasks.signals import task_enqueued
 from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
@@ -26,6 +40,8 @@ from django_tasks_db.utils import exclusive_transaction, is_locked_database_exce
 logger = logging.getLogger(__name__)
 
 CHANNEL = "hitl_tasks_enqueued"
+# Backoff while the database is unreachable: from the first to the last, doubling.
+OUTAGE_BACKOFF_FIRST, OUTAGE_BACKOFF_LAST = 0.25, 5.0
 
 
 @receiver(task_enqueued)
@@ -35,11 +51,74 @@ def _notify_workers(sender, task_result, **kwargs) -> None:
             cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
 
 
+def abandoned_task_results_sweep(*, now: datetime | None = None) -> int:
+    """Mark failed the task rows still `RUNNING` long after any live worker would have
+    finished them (longer than a run lease: a drive renews its lease at every pass):
+    their worker died, or could not write the result while the database was away. The
+    contract's own state is recovered separately (its lease expires; contracts_recover).
+    Returns how many rows were swept."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=2 * settings.RUN_LEASE_SECONDS)
+    return DBTaskResult.objects.filter(status=TaskResultStatus.RUNNING, started_at__lt=cutoff).update(
+        status=TaskResultStatus.FAILED,
+        finished_at=now,
+        exception_class_path="contracts.worker.AbandonedTask",
+        traceback="The worker running this task stopped before recording its result.",
+    )
+
+
+class _Outage:
+    """Backoff and logging for one run of database failures: the first failure and the
+    recovery are logged, the failures in between are not."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.delay = OUTAGE_BACKOFF_FIRST
+
+    def failed(self, where: str, exc: BaseException) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            logger.warning("database unavailable (%s: %s: %s); retrying with backoff", where, type(exc).__name__, exc)
+        # Drop every connection of this thread: the next query opens a fresh one.
+        for conn in connections.all(initialized_only=True):
+            conn.close_if_unusable_or_obsolete()
+            if conn.errors_occurred or not conn.is_usable():
+                conn.close()
+        time.sleep(self.delay)
+        self.delay = min(self.delay * 2, OUTAGE_BACKOFF_LAST)
+
+    def ok(self) -> None:
+        if self.since is not None:
+            logger.warning("database available again after %.1f s", time.monotonic() - self.since)
+        self.since, self.delay = None, OUTAGE_BACKOFF_FIRST
+
+
 class WakeableWorker(Worker):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._listener: psycopg.Connection | None = None
         self._woken_by_notification = False
+        self._outage = _Outage()
+        self._listen_down = False
+
+    # --- Signals ----------------------------------------------------------------------
+
+    def shutdown(self, signum: int, frame: FrameType | None) -> None:
+        if self.running and self.running_task:
+            # The task in hand may finish, but not for ever: a run that hangs would keep
+            # a deploy waiting. Its lease then expires and recovery takes it over.
+            grace = settings.WORKER_SHUTDOWN_GRACE_SECONDS
+            timer = threading.Timer(grace, self._exit_after_grace, args=(grace,))
+            timer.daemon = True
+            timer.start()
+        super().shutdown(signum, frame)
+
+    @staticmethod
+    def _exit_after_grace(grace: float) -> None:
+        logger.warning("task still running %s s after the stop signal; exiting without it", grace)
+        os._exit(1)
+
+    # --- Idle wait --------------------------------------------------------------------
 
     def _idle_wait_setup(self) -> None:
         if connection.vendor == "postgresql" and (self._listener is None or self._listener.closed or self._listener.broken):
@@ -58,35 +137,61 @@ class WakeableWorker(Worker):
             # Returns on the first notification, or after `interval` at the latest.
             for _ in self._listener.notifies(timeout=self.interval, stop_after=1):
                 self._woken_by_notification = True
-        except psycopg.Error:
-            logger.warning("LISTEN connection lost; polling until it is back", exc_info=True)
+            if self._listen_down:
+                logger.warning("LISTEN connection back")
+                self._listen_down = False
+        except psycopg.Error as exc:
+            if not self._listen_down:
+                logger.warning("LISTEN connection lost (%s); polling until it is back", exc)
+                self._listen_down = True
             self._listener = None
             time.sleep(self.interval)
 
+    # --- The loop ---------------------------------------------------------------------
+
+    def _claim_next(self) -> DBTaskResult | None:
+        tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
+        if not self.process_all_queues:
+            tasks = tasks.filter(queue_name__in=self.queue_names)
+        if self.excluded_queue_names:
+            tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
+        with exclusive_transaction(tasks.db):
+            try:
+                task_result = tasks.get_locked()
+                if task_result is not None:
+                    task_result.claim(self.worker_id)  # so no other worker runs it
+            except DatabaseError as exc:
+                if not is_locked_database_exception(exc):
+                    raise
+                task_result = None
+        return task_result
+
     def run(self) -> None:
         # The loop of django_tasks_db's Worker.run, continuous mode, with its idle
-        # time.sleep(interval) replaced by _idle_wait().
+        # time.sleep(interval) replaced by _idle_wait() and database errors survived.
         logger.info("Starting worker worker_id=%s queues=%s", self.worker_id, ",".join(self.queue_names))
         while self.running:
-            close_old_connections()
-            tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
-            if not self.process_all_queues:
-                tasks = tasks.filter(queue_name__in=self.queue_names)
-            if self.excluded_queue_names:
-                tasks = tasks.exclude(queue_name__in=self.excluded_queue_names)
-            with exclusive_transaction(tasks.db):
-                try:
-                    task_result = tasks.get_locked()
-                    if task_result is not None:
-                        task_result.claim(self.worker_id)  # so no other worker runs it
-                except OperationalError as exc:
-                    if not is_locked_database_exception(exc):
-                        raise
-                    task_result = None
-            if task_result is not None:
-                self.run_task(task_result)
+            try:
+                close_old_connections()
+                task_result = self._claim_next()
+                if task_result is not None:
+                    # Records success or failure itself; if even that cannot be written
+                    # (the database went away mid-task) the row is swept later.
+                    self.run_task(task_result)
+                self._outage.ok()
+            except (DatabaseError, psycopg.Error) as exc:
+                self._outage.failed("claiming or recording a task", exc)
+                continue
             if self.max_tasks is not None and self._run_tasks >= self.max_tasks:
                 return
             close_old_connections()
             if self.running and task_result is None:
                 self._idle_wait()
+
+
+def scheduler_start(*, worker_id: str) -> None:
+    """The scheduler thread of this worker process (contracts.scheduler)."""
+    from contracts.scheduler import Scheduler
+
+    # A daemon thread: when the worker process ends, the thread and its lock go with it.
+    Scheduler(name=worker_id).start()

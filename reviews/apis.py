@@ -12,6 +12,7 @@ from config.api_docs import error_responses
 from config.api_errors import InvalidInput
 from config.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, keyset_page
 from contracts.selectors import contract_get
+from contracts.services import contract_cancel
 from reviews.models import ReviewKind, ReviewStatus
 from reviews.selectors import (
     QUEUE_ORDERINGS,
@@ -24,7 +25,6 @@ from reviews.selectors import (
 from reviews.services import (
     resume_permission_set,
     resume_receipt,
-    review_task_cancel,
     review_task_claim,
     review_task_release,
     review_task_resume,
@@ -175,8 +175,9 @@ class ReviewTaskResumeApi(TenantAPIView):
             task = review_task_resume(tenant=self.tenant, task_id=task_id, user=request.user, data=request.data, via="api")
             # 202: the decision is durably recorded; the graph resumes in a worker.
             return Response(resume_receipt(task), status=status.HTTP_202_ACCEPTED)
-        if not 1 <= len(key) <= 200:
-            raise InvalidInput("Idempotency-Key: 1 to 200 characters.", fields={"Idempotency-Key": ["1 to 200 characters."]})
+        if not 1 <= len(key) <= 200 or not key.isprintable() or not key.isascii():
+            raise InvalidInput("Idempotency-Key: 1 to 200 printable ASCII characters.",
+                               fields={"Idempotency-Key": ["1 to 200 printable ASCII characters."]})
         receipt, replayed = review_task_resume_idempotent(
             tenant=self.tenant, task_id=task_id, user=request.user, data=request.data,
             key=key, fingerprint=_request_fingerprint(request), via="api",
@@ -245,8 +246,9 @@ class ReviewTaskCancelApi(TenantAPIView):
 
     @extend_schema(request=None, responses={200: ReviewTaskOutputSerializer, **error_responses(401, 403, 404, 409, 429)})
     def post(self, request: Request, tenant_slug: str, task_id: str) -> Response:
-        task = review_task_cancel(tenant=self.tenant, task_id=task_id, user=request.user, via="api")
-        return Response(ReviewTaskOutputSerializer(task).data)
+        task = review_task_get(tenant=self.tenant, task_id=task_id)
+        contract_cancel(tenant=self.tenant, contract_id=task.contract_id, user=request.user, via="api", task_id=task.pk)
+        return Response(ReviewTaskOutputSerializer(review_task_get(tenant=self.tenant, task_id=task.pk)).data)
 
 
 # --- Grants (tenant admins only) --------------------------------------------------------

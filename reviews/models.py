@@ -57,6 +57,12 @@ class ReviewTask(TenantOwned):
             models.Index(fields=["tenant", "status", "created_at"], name="review_queue_age"),
             models.Index(fields=["tenant", "status", "due_at"], name="review_queue_due"),
             models.Index(fields=["tenant", "contract"], name="review_contract"),
+            # Decisions recorded but not consumed by the graph yet (few at any time): recovery's scan.
+            models.Index(fields=["tenant", "decided_at"], condition=models.Q(status="resolved", applied_at__isnull=True),
+                         name="review_unapplied"),
+            # Live claims (few): the scheduler's scan for expired ones.
+            models.Index(fields=["tenant", "claim_expires_at"],
+                         condition=models.Q(status="pending", claimed_by__isnull=False), name="review_claimed"),
         ]
 
     def __str__(self) -> str:
@@ -104,6 +110,10 @@ RESUME_TASK_PERM = "resume_reviewtask"
 
 class ReviewTaskUserPermission(TenantOwned, UserObjectPermissionBase):
     content_object = models.ForeignKey(ReviewTask, on_delete=models.CASCADE, related_name="user_permissions")
+    # A personal grant belongs to the membership it was given under: removing the member
+    # removes it (by cascade, so tenants never has to know about grants), and re-adding
+    # them later does not bring it back.
+    membership = models.ForeignKey("tenants.Membership", on_delete=models.CASCADE, related_name="+")
 
     class Meta(UserObjectPermissionBase.Meta):
         indexes = [models.Index(fields=["tenant", "user", "content_object"], name="review_uperm_lookup")]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -8,8 +9,8 @@ from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from config.api_errors import NotFound
-from contracts.models import RESUME_THREAD_PERM, ContractGroupPermission, ContractUserPermission
-from reviews.models import RESUME_TASK_PERM, ReviewTask, ReviewTaskGroupPermission, ReviewTaskUserPermission
+from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermission, ContractUserPermission
+from reviews.models import RESUME_TASK_PERM, ReviewStatus, ReviewTask, ReviewTaskGroupPermission, ReviewTaskUserPermission
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
 
 
@@ -81,6 +82,31 @@ def review_task_list(
     return tasks
 
 
+@dataclass(frozen=True)
+class UnappliedDecision:
+    task_id: UUID
+    interrupt_id: str
+    decision: dict
+
+
+def review_decisions_unapplied(*, tenant_id: UUID, contract_id: UUID) -> list[UnappliedDecision]:
+    """Decisions recorded on the contract's tasks that the graph has not consumed yet:
+    what the drive's next pass must answer."""
+    rows = ReviewTask.objects.filter(
+        tenant_id=tenant_id, contract_id=contract_id, status=ReviewStatus.RESOLVED, applied_at__isnull=True
+    ).values_list("pk", "interrupt_id", "decision")
+    return [UnappliedDecision(task_id=pk, interrupt_id=iid, decision=decision) for pk, iid, decision in rows]
+
+
+def review_decisions_unapplied_contracts(*, decided_before) -> QuerySet:
+    """Ids of contracts, of every tenant, holding a decision recorded before
+    `decided_before` that the graph has not consumed: recovery's view (it re-drives
+    them). Served by a partial index that holds only such tasks."""
+    return ReviewTask.objects.filter(
+        status=ReviewStatus.RESOLVED, applied_at__isnull=True, decided_at__lt=decided_before
+    ).values("contract_id")
+
+
 def review_task_get(*, tenant: Tenant, task_id: UUID | str) -> ReviewTask:
     task = ReviewTask.objects.filter(tenant=tenant, pk=task_id).select_related("contract").first()
     if task is None:
@@ -131,10 +157,15 @@ def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membersh
     return review_task_actionable_list(tenant=membership.tenant, user=user, membership=membership).filter(pk=task.pk).exists()
 
 
+# Per target model: its user grants, its team grants, the permission they carry.
+GRANT_MODELS = {
+    ReviewTask: (ReviewTaskUserPermission, ReviewTaskGroupPermission, RESUME_TASK_PERM),
+    Contract: (ContractUserPermission, ContractGroupPermission, RESUME_THREAD_PERM),
+}
+
+
 def resume_grants_get(*, tenant: Tenant, target) -> dict[str, list[str]]:
     """Who holds the resume permission on one task or one thread (Contract) directly."""
-    from reviews.services import GRANT_MODELS  # the same table map the writes use
-
     user_model, group_model, _ = GRANT_MODELS[type(target)]
     users = user_model.objects.filter(tenant=tenant, content_object=target).values_list("user__username", flat=True)
     teams = group_model.objects.filter(tenant=tenant, content_object=target).values_list(

@@ -12,19 +12,11 @@ from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, IdempotencyKeyReused, InvalidInput, NotFound
 from contracts.graph.decisions import DECISION_MODELS
+from contracts.models import Contract
 from contracts.tasks import contract_drive_enqueue
-from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermission, ContractUserPermission
 from reviews import events
-from reviews.models import (
-    RESUME_TASK_PERM,
-    IdempotencyRecord,
-    ReviewKind,
-    ReviewStatus,
-    ReviewTask,
-    ReviewTaskGroupPermission,
-    ReviewTaskUserPermission,
-)
-from reviews.selectors import review_task_can_resume, review_task_get
+from reviews.models import RESUME_TASK_PERM, IdempotencyRecord, ReviewKind, ReviewStatus, ReviewTask, ReviewTaskGroupPermission
+from reviews.selectors import GRANT_MODELS, review_task_can_resume, review_task_get
 from tenants.models import Membership, Role, Tenant, TenantGroup
 from tenants.routing import review_team_for
 from tenants.selectors import membership_get
@@ -296,6 +288,37 @@ def review_task_claim(
     return task
 
 
+def review_claims_expire(*, now: datetime | None = None, batch_size: int = 500) -> int:
+    """Give back every claim whose lease has run out, announcing each (review.released)
+    so live queues show the task as free again. Each row is re-checked under its lock,
+    so a claim renewed meanwhile is kept, and a claim is expired exactly once however
+    many schedulers race. Returns how many were expired."""
+    now = now or timezone.now()
+    candidates = list(
+        ReviewTask.objects.filter(status=ReviewStatus.PENDING, claimed_by__isnull=False, claim_expires_at__lte=now)
+        .values_list("tenant_id", "pk")[:batch_size]
+    )
+    expired = 0
+    for tenant_id, task_id in candidates:
+        with transaction.atomic():
+            task = (
+                ReviewTask.objects.select_for_update(no_key=True)
+                .select_related("tenant", "claimed_by")
+                .filter(tenant_id=tenant_id, pk=task_id, status=ReviewStatus.PENDING, claim_expires_at__lte=now)
+                .first()
+            )
+            if task is None or task.claimed_by_id is None:
+                continue
+            previous = _claim_info(task)
+            task.claimed_by, task.claim_expires_at = None, None
+            task.save(update_fields=["claimed_by", "claim_expires_at", "updated_at"])
+            audit_record(tenant=task.tenant, actor=None, action="review.claim_expired", via="system", target=task,
+                         data=previous)
+            events.event_emit(tenant_id=tenant_id, type=events.REVIEW_RELEASED, task=task)
+            expired += 1
+    return expired
+
+
 def review_task_release(
     *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, via: str = "api", now: datetime | None = None
 ) -> ReviewTask:
@@ -318,45 +341,47 @@ def review_task_release(
     return task
 
 
-# --- Cancel ---------------------------------------------------------------------------
+# --- Queue primitives of the drive ---------------------------------------------------
+# contracts.services drives a thread and calls these for the queue's side of each step.
 
 
-def review_task_cancel(
-    *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, via: str = "api", now: datetime | None = None
-) -> ReviewTask:
-    """Close the task and end its contract's run in a defined state: every pending task
-    of the contract is cancelled, the contract becomes `cancelled`, and a worker then
-    ends the LangGraph thread (it is never left waiting on an interrupt)."""
-    from contracts.models import FINAL_STATUSES, ContractStatus
+def review_tasks_mark_applied(*, tenant_id: UUID, task_ids: list[UUID], now: datetime) -> int:
+    """Record that the graph has consumed these decisions (it has moved past them).
+    Idempotent: a task already marked keeps its first time."""
+    if not task_ids:
+        return 0
+    return ReviewTask.objects.filter(tenant_id=tenant_id, pk__in=task_ids, applied_at__isnull=True).update(applied_at=now)
 
-    task = review_task_get(tenant=tenant, task_id=task_id)
-    now = now or timezone.now()
-    with transaction.atomic():
-        # Lock order: contract, then its tasks, then (in event_emit) the tenant row; the
-        # same order as the drive, so a cancel and a run cannot deadlock.
-        contract = Contract.objects.select_for_update(no_key=True).get(tenant=tenant, pk=task.contract_id)
-        if contract.status in FINAL_STATUSES:
-            raise Conflict(f"The contract is already {contract.status}.", extra={"status": contract.status})
-        pending = list(
-            ReviewTask.objects.select_for_update(no_key=True).filter(tenant=tenant, contract=contract, status=ReviewStatus.PENDING)
-        )
-        if task.pk not in {t.pk for t in pending}:
-            raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
-        for item in pending:
-            item.status = ReviewStatus.CANCELLED
-            item.claimed_by, item.claim_expires_at = None, None
-            item.save(update_fields=["status", "claimed_by", "claim_expires_at", "updated_at"])
-        contract.status = ContractStatus.CANCELLED
-        contract.completed_at = now
-        contract.save(update_fields=["status", "completed_at", "updated_at"])
-        audit_record(tenant=tenant, actor=user, action="review.cancelled", via=via, target=task,
-                     data={"contract": str(contract.pk), "cancelled_tasks": [str(t.pk) for t in pending]})
-        for item in pending:
-            events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CANCELLED, task=item)
-        events.event_emit(tenant_id=tenant.id, type=events.CONTRACT_COMPLETED, contract=contract)
-        contract_drive_enqueue(tenant_id=tenant.id, contract_id=contract.pk)
-    task.refresh_from_db()
-    return task
+
+def review_tasks_cancel_pending(
+    *,
+    contract: Contract,
+    user: AbstractBaseUser | None,
+    via: str,
+    through_task_id: UUID | str | None = None,
+    now: datetime | None = None,
+) -> list[ReviewTask]:
+    """Close every pending task of the contract: cancelled, claims dropped, audited and
+    announced. `through_task_id`: the cancel was asked for through this task, which must
+    be one of them (else Conflict, nothing changed). Runs inside the caller's
+    transaction, which holds the contract's row lock (lock order: contract, its tasks,
+    then, in event_emit, the tenant row; the drive's)."""
+    tenant = contract.tenant
+    pending = list(
+        ReviewTask.objects.select_for_update(no_key=True).filter(tenant=tenant, contract=contract, status=ReviewStatus.PENDING)
+    )
+    if through_task_id is not None and str(through_task_id) not in {str(t.pk) for t in pending}:
+        task = review_task_get(tenant=tenant, task_id=through_task_id)
+        raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
+    for item in pending:
+        item.status = ReviewStatus.CANCELLED
+        item.claimed_by, item.claim_expires_at = None, None
+        item.save(update_fields=["status", "claimed_by", "claim_expires_at", "updated_at"])
+        audit_record(tenant=tenant, actor=user, action="review.cancelled", via=via, target=item,
+                     data={"contract": str(contract.pk)})
+    for item in pending:
+        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CANCELLED, task=item)
+    return pending
 
 
 def _four_eyes_check(*, task: ReviewTask, user: AbstractBaseUser) -> None:
@@ -371,12 +396,6 @@ def _four_eyes_check(*, task: ReviewTask, user: AbstractBaseUser) -> None:
 
 
 # --- Grants ---------------------------------------------------------------------------
-
-GRANT_MODELS = {
-    ReviewTask: (ReviewTaskUserPermission, ReviewTaskGroupPermission, RESUME_TASK_PERM),
-    Contract: (ContractUserPermission, ContractGroupPermission, RESUME_THREAD_PERM),
-}
-
 
 def resume_permission_set(
     *,
@@ -397,7 +416,8 @@ def resume_permission_set(
     # write a grant that crosses tenants.
     if target.tenant_id != tenant.id:
         raise InvalidInput("Target is not in this tenant.", fields={"target": ["Not in this tenant."]})
-    if user is not None and not Membership.objects.filter(tenant=tenant, user=user).exists():
+    membership = Membership.objects.filter(tenant=tenant, user=user).first() if user is not None else None
+    if user is not None and membership is None:
         raise InvalidInput("user: not a member of this tenant.", fields={"user": ["Not a member of this tenant."]})
     if group is not None and not TenantGroup.objects.filter(tenant=tenant, group=group).exists():
         raise InvalidInput("group: not a team of this tenant.", fields={"group": ["Not a team of this tenant."]})
@@ -407,7 +427,9 @@ def resume_permission_set(
         if user is not None:
             rows = user_model.objects.filter(tenant=tenant, content_object=target, user=user, permission=permission)
             if grant and not rows.exists():
-                user_model.objects.create(tenant=tenant, content_object=target, user=user, permission=permission)
+                user_model.objects.create(
+                    tenant=tenant, content_object=target, user=user, membership=membership, permission=permission
+                )
         else:
             rows = group_model.objects.filter(tenant=tenant, content_object=target, group=group, permission=permission)
             if grant and not rows.exists():

@@ -106,14 +106,10 @@ def membership_set(
 
 @transaction.atomic
 def membership_remove(*, membership: Membership, actor: AbstractBaseUser | None, via: str) -> None:
-    """Remove a member: their team groups and their personal grants in this tenant go too."""
-    from contracts.models import ContractUserPermission
-    from reviews.models import ReviewTaskUserPermission
-
+    """Remove a member: their team groups in this tenant go too, and their personal
+    grants with the membership row (the grant tables reference it, ON DELETE CASCADE)."""
     tenant, user = membership.tenant, membership.user
     _teams_sync(tenant=tenant, user=user, teams=set())
-    ReviewTaskUserPermission.objects.filter(tenant=tenant, user=user).delete()
-    ContractUserPermission.objects.filter(tenant=tenant, user=user).delete()
     audit_record(tenant=tenant, actor=actor, action="membership.removed", via=via, target=membership,
                  data={"user": user.get_username(), "role": membership.role})
     membership.delete()

@@ -24,6 +24,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 from psycopg.rows import dict_row
 
+from contracts.graph import faults
 from contracts.graph.builder import contract_graph_build
 from contracts.graph.nodes import NODE_KINDS
 
@@ -43,13 +44,32 @@ class PendingInterrupt:
 
 @dataclass(frozen=True)
 class RunSnapshot:
+    """Where a thread stands, as its checkpoints (and the writes saved since) say."""
+
     exists: bool
     values: dict[str, Any] = field(default_factory=dict)
     pending: list[PendingInterrupt] = field(default_factory=list)
+    # Nodes the thread still has to run or finish; empty once it has ended.
+    tasks: tuple[str, ...] = ()
+    checkpoint_id: str | None = None
 
     @property
     def finished(self) -> bool:
-        return self.exists and not self.pending and "human_decision" in self.values
+        return self.exists and not self.tasks and "human_decision" in self.values
+
+    @property
+    def runnable(self) -> bool:
+        """Work is left and no human is asked for anything: a run died between two steps
+        (or before the first), and invoking the thread again continues it."""
+        return self.exists and bool(self.tasks) and not self.pending
+
+    @property
+    def applied_task_ids(self) -> set[str]:
+        """Review tasks whose decision the graph has consumed: every review node appends
+        the decision, with its task id, to the history as it returns. Writes saved by a
+        node count even before its step's checkpoint: they are durable and a continued
+        run applies them."""
+        return {entry["task_id"] for entry in self.values.get("history", []) if entry.get("task_id")}
 
 
 def postgres_connect() -> psycopg.Connection:
@@ -71,16 +91,21 @@ def _identity() -> tuple[str, str]:
     return ("sqlite", str(settings.CHECKPOINT_SQLITE_PATH))
 
 
+def _saver_class(base: type) -> type:
+    # Recovery tests only: a saver that kills the process at a chosen write.
+    return faults.crashing_saver(base) if faults.kill_point() else base
+
+
 def _saver_new(identity: tuple[str, str]) -> tuple[BaseCheckpointSaver, Any]:
     vendor, location = identity
     if vendor == "postgresql":
         conn = postgres_connect()
-        return PostgresSaver(conn), conn
+        return _saver_class(PostgresSaver)(conn), conn
     Path(location).parent.mkdir(parents=True, exist_ok=True)
     # SqliteSaver locks around its own calls; check_same_thread=False is what it expects.
     conn = sqlite3.connect(location, check_same_thread=False, timeout=20)
     conn.execute("PRAGMA journal_mode=WAL")
-    return SqliteSaver(conn), conn
+    return _saver_class(SqliteSaver)(conn), conn
 
 
 def _usable(conn: Any) -> bool:
@@ -135,6 +160,7 @@ def thread_snapshot(thread_id: str) -> RunSnapshot:
     state = contract_graph().get_state(_config(thread_id))
     if not state.created_at:
         return RunSnapshot(exists=False)
+    checkpoint_id = (state.config or {}).get("configurable", {}).get("checkpoint_id")
     pending = [
         PendingInterrupt(
             id=item.id,
@@ -145,7 +171,13 @@ def thread_snapshot(thread_id: str) -> RunSnapshot:
         for task in state.tasks
         for item in task.interrupts
     ]
-    return RunSnapshot(exists=True, values=dict(state.values), pending=pending)
+    return RunSnapshot(
+        exists=True,
+        values=dict(state.values),
+        pending=pending,
+        tasks=tuple(task.name for task in state.tasks),
+        checkpoint_id=checkpoint_id,
+    )
 
 
 def thread_start(thread_id: str, initial_state: dict) -> RunSnapshot:
@@ -160,8 +192,18 @@ def thread_resume(thread_id: str, answers: dict[str, dict]) -> RunSnapshot:
     return thread_snapshot(thread_id)
 
 
+def thread_continue(thread_id: str) -> RunSnapshot:
+    """Carry on a run that died between two steps, from its last checkpoint: LangGraph
+    re-runs the tasks whose writes were not saved and applies those that were. Only for
+    a thread with no pending interrupt (RunSnapshot.runnable); an interrupted node would
+    just ask again."""
+    contract_graph().invoke(None, _config(thread_id))
+    return thread_snapshot(thread_id)
+
+
 def thread_end(thread_id: str, *, outcome: str) -> RunSnapshot:
-    """End a thread that waits on interrupts without answering them (a cancel): the
-    state is updated as if `finalize` had run, so the thread has nothing left to do."""
+    """End a thread that still has work (interrupts waiting, or a run that died mid-way)
+    without running it (a cancel): the state is updated as if `finalize` had run, so the
+    thread has nothing left to do."""
     contract_graph().update_state(_config(thread_id), {"human_decision": outcome}, as_node="finalize")
     return thread_snapshot(thread_id)

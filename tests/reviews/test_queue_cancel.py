@@ -55,9 +55,12 @@ def test_admin_cancel_ends_every_task_the_contract_and_the_thread(acme):
     assert (detail["status"], detail["run_state"], detail["pending_tasks"]) == ("cancelled", "completed", [])
     queue = acme.viewer.client.get(acme.url("reviews/"), {"status": "pending"}).json()["results"]
     assert queue == []
-    [record] = AuditRecord.objects.filter(action="review.cancelled")
-    assert (record.actor_username, record.target_id) == ("acme-admin", str(legal.pk))
+    [record] = AuditRecord.objects.filter(action="contract.cancelled")
+    assert (record.actor_username, record.target_id, record.data["task"]) == ("acme-admin", str(contract.pk), str(legal.pk))
     assert sorted(record.data["cancelled_tasks"]) == sorted([str(legal.pk), str(finance.pk)])
+    # Each task's own history shows its cancel too.
+    per_task = AuditRecord.objects.filter(action="review.cancelled").values_list("target_id", flat=True)
+    assert sorted(per_task) == sorted([str(legal.pk), str(finance.pk)])
     assert QueueEvent.objects.filter(type="review.cancelled").count() == 2
     assert QueueEvent.objects.filter(type="contract.completed", contract=contract).count() == 1
 

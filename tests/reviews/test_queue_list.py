@@ -14,10 +14,10 @@ import pytest
 from django.utils import timezone
 
 from contracts.models import Contract
-from contracts.services import contract_submit
 from reviews.models import ReviewTask
 from reviews.selectors import QUEUE_ORDERINGS
-from reviews.services import review_task_cancel, review_task_claim, review_task_resume
+from contracts.services import contract_cancel, contract_submit
+from reviews.services import review_task_claim, review_task_resume
 from tests.factories import (
     CRITICAL_RISK_TEXT,
     HIGH_RISK_LARGE_PAYMENT_TEXT,
@@ -140,7 +140,7 @@ def queue(acme, globex) -> Queue:
 
     lease = acme.tenant.claim_lease_seconds
     review_task_resume(tenant=acme.tenant, task_id=tasks["h3"].pk, user=acme.reviewer.user, data={"decision": "approve"})
-    review_task_cancel(tenant=acme.tenant, task_id=tasks["h4"].pk, user=acme.admin.user)
+    contract_cancel(tenant=acme.tenant, contract_id=tasks["h4"].contract_id, user=acme.admin.user, via="api")
     review_task_claim(tenant=acme.tenant, task_id=tasks["h1"].pk, user=acme.reviewer.user)
     review_task_claim(tenant=acme.tenant, task_id=tasks["both_finance"].pk, user=acme.reviewer2.user)
     # A claim taken long enough ago to have expired: it counts as no claim at all.

@@ -68,6 +68,7 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("contract-list", "GET"): expect(200, EVERY_MEMBER),
     ("contract-list", "POST"): expect(202, SUBMITTERS),  # saved; its run is queued
     ("contract-detail", "GET"): expect(200, EVERY_MEMBER),
+    ("contract-retry", "POST"): expect(202, ADMIN),  # of a contract made `failed` just before (PREPARE)
     ("review-list", "GET"): expect(200, PEOPLE),
     ("review-detail", "GET"): expect(200, PEOPLE),
     # On acme's legal task, which is routed to the reviewers' team.
@@ -108,6 +109,7 @@ TENANT_IN_BODY = {"ws-ticket"}
 # route -> {URL kwarg: kind of object it names}
 OBJECT_KIND: dict[str, dict[str, str]] = {
     "contract-detail": {"contract_id": "contract"},
+    "contract-retry": {"contract_id": "contract"},
     "review-detail": {"task_id": "task"},
     "review-resume": {"task_id": "task"},
     "review-claim": {"task_id": "task"},
@@ -154,9 +156,15 @@ def _claim_first(world, objects: "Objects", user) -> None:
     review_task_claim(tenant=world.tenant, task_id=objects.legal.pk, user=holder, via="api")
 
 
+def _fail_contract(world, objects: "Objects", user) -> None:
+    """A retry is for a contract whose retries ran out."""
+    Contract.objects.filter(tenant=world.tenant, pk=objects.contract.pk).update(status="failed")
+
+
 # What must hold before the call: (tenant world, its objects, calling user or None).
 PREPARE: dict[tuple[str, str], Callable[[Any, "Objects", Any], None]] = {
     ("review-release", "POST"): _claim_first,
+    ("contract-retry", "POST"): _fail_contract,
 }
 
 

@@ -1,0 +1,113 @@
+"""A worker SIGKILLed at every step boundary of the graph, and then, without anyone
+running a command, every contract reaches the state it should, each decision applied
+exactly once.
+
+Real processes on PostgreSQL: a live server takes the API calls; worker A runs with
+HITL_TEST_KILL_AT and kills itself at that point of a run (contracts/graph/faults.py);
+worker B, started after A is dead, runs the scheduler, which finds the contract A left
+behind (its run lease runs out) and re-drives it from its checkpoint."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter
+from dataclasses import dataclass
+
+import pytest
+
+from contracts.graph.runner import thread_snapshot
+from contracts.models import Contract
+from reviews.models import QueueEvent, ReviewTask
+from tenants.models import AuditRecord
+from tests.factories import CRITICAL_RISK_TEXT, HIGH_RISK_LARGE_PAYMENT_TEXT, HIGH_RISK_TEXT
+from tests.live import processes
+from tests.support import fast_passwords, postgresql_only, wait_until
+
+pytestmark = [pytest.mark.django_db(transaction=True), postgresql_only, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    fast_passwords(settings)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    kill_at: str
+    text: str
+    # Reviews given over the API, in order: (kind, member of the world).
+    reviews: tuple[tuple[str, str], ...]
+    # How many reviews are given before worker A is expected to die (0: in the first run).
+    dies_after_reviews: int
+    outcome: str
+
+
+SCENARIOS = {
+    # The first run: the analysis is durable, the question is not asked yet.
+    "first run, after analyze": Scenario("after-writes:analyze", HIGH_RISK_LARGE_PAYMENT_TEXT,
+                                         (("legal", "reviewer"), ("finance", "reviewer2")), 0, "approved"),
+    # The first run: both questions checkpointed, the review tasks not recorded yet.
+    "first run, before its outcome": Scenario("before-outcome", HIGH_RISK_LARGE_PAYMENT_TEXT,
+                                              (("legal", "reviewer"), ("finance", "reviewer2")), 0, "approved"),
+    # The legal answer consumed; the step's checkpoint and `finalize` not reached.
+    "legal review": Scenario("after-writes:legal_review", HIGH_RISK_TEXT, (("legal", "reviewer"),), 1, "approved"),
+    # Finance answered first while legal still waits.
+    "finance review": Scenario("after-writes:finance_review", HIGH_RISK_LARGE_PAYMENT_TEXT,
+                               (("finance", "reviewer2"), ("legal", "reviewer")), 1, "approved"),
+    # Critical risk: the legal approval asks for a second signature, which is consumed.
+    "sign-off": Scenario("after-writes:signoff_review", CRITICAL_RISK_TEXT,
+                         (("legal", "senior"), ("signoff", "admin")), 2, "approved"),
+    # The decision is final in the thread, nothing recorded yet.
+    "finalize": Scenario("after-writes:finalize", HIGH_RISK_TEXT, (("legal", "reviewer"),), 1, "approved"),
+}
+
+
+def _pending(contract_id, kind: str) -> ReviewTask | None:
+    return ReviewTask.objects.filter(contract_id=contract_id, kind=kind, status="pending").first()
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_a_worker_killed_at_a_step_boundary_heals_without_a_command(acme, name):
+    scenario = SCENARIOS[name]
+    with processes() as running:
+        server = running.server()
+        doomed = running.worker("--no-scheduler", HITL_TEST_KILL_AT=scenario.kill_at)
+        with server.client(acme.agent.token) as agent:
+            created = agent.post(acme.url("contracts/"), json={"title": name, "text": scenario.text})
+        assert created.status_code == 202, created.text
+        contract_id = created.json()["id"]
+
+        def review(kind: str, member: str) -> None:
+            task = wait_until(lambda: _pending(contract_id, kind), what=f"the {kind} task", bound=90)
+            with server.client(getattr(acme, member).token) as client:
+                answer = client.post(acme.url(f"reviews/{task.pk}/resume/"), json={"decision": "approve"})
+            assert answer.status_code == 202, answer.text
+
+        for kind, member in scenario.reviews[: scenario.dies_after_reviews]:
+            review(kind, member)
+        # Worker A dies at its point: SIGKILL, nothing cleaned up, its lease left held.
+        assert doomed.wait_exit() == -signal.SIGKILL, doomed.log_text()
+
+        # Nobody runs a command: a fresh worker's scheduler finds what A left behind.
+        rescuer = running.worker()
+        for kind, member in scenario.reviews[scenario.dies_after_reviews:]:
+            review(kind, member)
+        contract = wait_until(
+            lambda: Contract.objects.filter(pk=contract_id, status=scenario.outcome).first(),
+            what=f"the contract to be {scenario.outcome}", bound=90,
+        )
+        assert rescuer.alive, rescuer.log_text()
+
+    # Each decision applied exactly once: once in the thread, once in the record.
+    kinds = [kind for kind, _ in scenario.reviews]
+    snapshot = thread_snapshot(contract.thread_id)
+    assert snapshot.finished and snapshot.values["human_decision"] == scenario.outcome
+    assert sorted(entry["kind"] for entry in snapshot.values["history"]) == sorted(kinds)
+    assert sorted(entry["kind"] for entry in contract.decision_history) == sorted(kinds)
+    tasks = list(ReviewTask.objects.filter(contract=contract))
+    assert sorted(t.kind for t in tasks) == sorted(kinds)  # one task per question, none doubled
+    assert all(t.status == "resolved" and t.applied_at is not None for t in tasks)
+    resolved = Counter(AuditRecord.objects.filter(action="review.resolved").values_list("target_id", flat=True))
+    assert resolved == Counter(str(t.pk) for t in tasks)
+    assert QueueEvent.objects.filter(type="contract.completed", contract=contract).count() == 1
+    assert (contract.run_lease_owner, contract.run_attempts, contract.last_error) == ("", 0, "")
