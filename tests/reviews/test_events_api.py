@@ -113,9 +113,18 @@ def test_malformed_catch_up_requests_are_400(acme, query):
 
 
 def test_events_of_another_tenant_are_invisible(acme, globex):
-    five_events(acme)
+    # Both tenants have events, at the same sequence numbers: each sees only its own.
+    _, acme_task = five_events(acme)
+    _, globex_task = five_events(globex)
+    five_events(globex)
+    acme_events = acme.viewer.client.get(events_url(acme, 0)).json()
+    assert [(e["seq"], e["task_id"]) for e in acme_events["results"]] == [(n, str(acme_task.pk)) for n in range(1, 6)]
+    assert acme_events["latest_seq"] == 5
     globex_events = globex.viewer.client.get(events_url(globex, 0)).json()
-    assert globex_events["results"] == [] and globex_events["latest_seq"] == 0
+    assert len(globex_events["results"]) == 10 and globex_events["latest_seq"] == 10
+    assert str(acme_task.pk) not in {e.get("task_id") for e in globex_events["results"]}
+    # A window past acme's own end is empty for acme, though globex has events there.
+    assert acme.viewer.client.get(events_url(acme, 5)).json()["results"] == []
     # acme's events under globex's URL do not exist for an acme member...
     assert acme.viewer.client.get(events_url(globex, 0)).status_code == 404
     # ...nor for a globex member under acme's URL: 404, exactly like a missing tenant.
