@@ -109,7 +109,10 @@ def contract_drive(*, tenant_id: UUID, contract_id: UUID) -> None:
             work = _run_outcome_record(work=work, before=before, after=after, owner=owner)
     except Exception as exc:
         # Recorded on the contract and retried by the scheduler: the task itself is done.
-        logger.exception("contract %s: run failed", contract_id)
+        if _is_infrastructure(exc):
+            logger.warning("contract %s: run interrupted by the database (%s); it is retried", contract_id, exc)
+        else:
+            logger.exception("contract %s: run failed", contract_id)
         _run_failure_record(tenant_id=tenant_id, contract_id=contract_id, owner=owner, error=exc)
 
 

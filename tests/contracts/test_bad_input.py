@@ -108,6 +108,11 @@ RESUME_CASES = [
     pytest.param("legal", {"decision": "approve", "status": "resolved"}, "status", id="unknown-field-status"),
     pytest.param("legal", {"decision": "approve", "task_id": "x"}, "task_id", id="client-sets-task_id"),
     pytest.param("finance", {"decision": "amend", "amendments": ["x"]}, "decision", id="finance-cannot-amend"),
+    # What PostgreSQL cannot store: NUL in text or JSON.
+    pytest.param("legal", {"decision": "approve", "comment": "ok\x00"}, "comment", id="nul-in-comment"),
+    pytest.param("legal", {"decision": "amend", "amendments": ["cap \x00 liability"]}, "amendments.0",
+                 id="nul-in-amendment"),
+    pytest.param("legal", {"decision": "approve", "comm\x00ent": "x"}, "comm\x00ent", id="nul-in-a-field-name"),
 ]
 
 
@@ -121,6 +126,35 @@ def test_bad_decision_is_a_400_naming_the_field_and_writes_nothing(acme, waiting
 
     assert_bad_request(sent, field)
     assert_task_untouched(task, trail)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        # A lone surrogate is valid JSON and not encodable text.
+        pytest.param('{"decision": "approve", "comment": "\\ud800"}', "comment", id="lone-surrogate"),
+        pytest.param('{"decision": "approve", "comment": "' + "\\u0000" + '"}', "comment", id="escaped-nul"),
+        # 5,000 levels in 10 kB: deeper than Python's JSON parser itself will go.
+        pytest.param('{"decision": "approve", "comment": ' + "[" * 5000 + "]" * 5000 + "}", None, id="nested-5000"),
+        pytest.param('{"decision": "approve", "comment": ' + "[" * 40 + "]" * 40 + "}", "comment" + ".0" * 31,
+                     id="nested-past-the-limit"),
+    ],
+)
+def test_resume_body_postgres_could_not_store_is_a_400(acme, waiting, send, raw, field):
+    task = waiting["legal"]
+    trail = checkpoint_trail(task.thread_id)
+    sent = send(acme.reviewer, acme.url(f"reviews/{task.pk}/resume/"), raw=raw)
+    assert_bad_request(sent, *([field] if field else []))
+    assert_task_untouched(task, trail)
+
+
+def test_batch_item_postgres_could_not_store_is_a_400_naming_it(acme, waiting, send):
+    legal = waiting["legal"]
+    trail = checkpoint_trail(legal.thread_id)
+    body = {"items": [{"id": str(legal.pk), "decision": "approve", "comment": "fine\x00"}]}
+    sent = send(acme.reviewer, acme.url("reviews/batch-resume/"), body)
+    assert_bad_request(sent, "items.0.comment")
+    assert_task_untouched(legal, trail)
 
 
 @pytest.mark.parametrize(
@@ -165,6 +199,8 @@ CREATE_CASES = [
     pytest.param({"title": "", "text": HIGH_RISK_TEXT}, "title", id="blank-title"),
     pytest.param({"title": "x" * 201, "text": HIGH_RISK_TEXT}, "title", id="title-too-long"),
     pytest.param({"title": "MSA"}, "text", id="missing-text"),
+    pytest.param({"title": "MSA", "text": HIGH_RISK_TEXT + "\x00"}, "text", id="nul-in-text"),
+    pytest.param({"title": "M\x00SA", "text": HIGH_RISK_TEXT}, "title", id="nul-in-title"),
     pytest.param({"title": "MSA", "text": ""}, "text", id="blank-text"),
     pytest.param({"title": "MSA", "text": "x" * (TEXT_LIMIT + 1)}, "text", id="text-over-the-limit"),
     pytest.param({"title": "MSA", "text": ["a", "b"]}, "text", id="text-not-a-string"),
