@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from contracts.graph.analyzer.findings import Finding
 from contracts.graph.analyzer.patterns import phrase_compile
 from contracts.graph.analyzer.rules import LEXICON, RULES, SHARED_MASKS, Rule, Trigger
 from contracts.graph.analyzer.text import Span, clauses, excerpt, normalise, sentences
@@ -170,12 +171,5 @@ def findings_of(text: str) -> tuple[list[dict], int]:
 
 
 def _finding(rule: Rule, excerpt_text: str, start: int, end: int) -> dict:
-    return {
-        "rule": rule.name,
-        "title": rule.title,
-        "weight": rule.weight,
-        "excerpt": excerpt_text,
-        "start": start,
-        "end": end,
-        "source": "rules",
-    }
+    finding = Finding(rule=rule.name, title=rule.title, weight=rule.weight, excerpt=excerpt_text, start=start, end=end)
+    return finding.model_dump()

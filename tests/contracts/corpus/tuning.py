@@ -340,7 +340,7 @@ TUNING: dict[str, dict[str, list[str]]] = {
     },
     "missing_governing_law": {
         "fires": [
-            "There is no governing law for this agreement.",
+            "There is no governing law in this contract.",
             "Each party keeps the other's information secret.",
             "No governing law has been agreed by the parties.",
             "Governing law: not applicable.",
