@@ -141,6 +141,9 @@ def _initial_state(contract: Contract) -> dict:
         "risk_threshold": tenant.risk_threshold,
         "finance_limit": float(tenant.finance_limit),
         "critical_risk": tenant.critical_risk,
+        "review_when_unsure": tenant.review_when_unsure,
+        "review_any_clause_finding": tenant.review_any_clause_finding,
+        "risk_analyzer": settings.RISK_ANALYZER,
         "history": [],
     }
 
@@ -165,7 +168,7 @@ def _run_graph(work: _Work) -> RunSnapshot:
 
 
 _OUTCOME_FIELDS = [
-    "risk_score", "findings", "payments", "decision_history", "amendments", "amended_text", "last_error", "status",
+    "risk_score", "findings", "payments", "analysis", "decision_history", "amendments", "amended_text", "last_error", "status",
     "completed_at", "run_lease_owner", "run_lease_until", "updated_at",
 ]
 
@@ -188,6 +191,7 @@ def _run_outcome_record(*, work: _Work, snapshot: RunSnapshot, owner: str) -> _W
             contract.risk_score = values.get("risk_score", contract.risk_score)
             contract.findings = values.get("findings", contract.findings)
             contract.payments = values.get("payments", contract.payments)
+            contract.analysis = values.get("analysis", contract.analysis)
             contract.decision_history = values.get("history", [])
             contract.amendments = values.get("amendments", [])
             contract.amended_text = values.get("amended_text", "")
