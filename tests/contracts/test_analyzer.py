@@ -210,8 +210,10 @@ def test_excerpts_are_cut_to_200_characters():
         "The Supplier's liability shall not be limited.",
         "No cap shall apply.",
         "The Supplier's liability is not subject to any monetary limit.",
-        "The Supplier's liability is capped at the fees paid, save that liability for breach of Clause 8 shall be "
-        "unlimited.",
+        (
+            "The Supplier's liability is capped at the fees paid, save that liability for breach of Clause 8 "
+            "shall be unlimited."
+        ),
     ],
 )
 def test_negated_caps_are_uncapped_liability(sentence):

@@ -20,7 +20,6 @@ from dataclasses import asdict, dataclass, field
 from contracts.graph.analyzer.engine import findings_of
 from contracts.graph.analyzer.payments import payments_of
 from contracts.graph.analyzer.rules import RULE_NAMES, RULES, Rule
-
 from contracts.graph.analyzer.text import LONG_TEXT_WORDS, readability
 
 __all__ = ["RULES", "RULE_NAMES", "Analysis", "Rule", "analyze_text", "risk_score_of"]

@@ -120,12 +120,6 @@ def _clause_hit(compiled: CompiledRule, original: str, masked: str, sentence: Sp
     return best
 
 
-def rule_hit(compiled: CompiledRule, text: str) -> Hit | None:
-    """The first place in `text` where the rule's triggers hold, or None."""
-    normal = normalise(text)
-    return _first_hit(compiled, normal, _masked(normal, _SHARED_MASKS), sentences(normal))
-
-
 def _first_hit(compiled: CompiledRule, normal: str, shared_masked: str, sentence_spans: list[Span]) -> Hit | None:
     masked = _masked(shared_masked, compiled.masks)
     for sentence in sentence_spans:

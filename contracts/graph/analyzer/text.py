@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 _ONE_FOR_ONE = str.maketrans(
     {
@@ -70,7 +71,7 @@ def sentences(text: str) -> list[Span]:
         cuts.add(match.end())
     ordered = sorted(cuts)
     spans = []
-    for start, end in zip(ordered, ordered[1:]):
+    for start, end in pairwise(ordered):
         spans.extend(_trimmed_pieces(text, start, end))
     return spans
 
