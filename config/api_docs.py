@@ -32,6 +32,7 @@ _DESCRIPTIONS = {
     405: "Method not allowed.",
     409: "Conflict with the object's state (already resolved, claimed by someone else, ...).",
     413: "Request body too large.",
+    415: "The body's media type is not one the operation reads (JSON, form or multipart).",
     422: "Idempotency-Key reused with a different request.",
     429: "Too many requests; see Retry-After.",
     503: "The database is unavailable; retry after Retry-After seconds.",
@@ -42,6 +43,25 @@ ERROR_RESPONSES = {code: OpenApiResponse(ErrorSerializer, description=text) for 
 
 def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
     return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+def document_unsupported_media_type(result: dict, generator, request, public) -> dict:
+    """drf-spectacular postprocessing hook: every operation that reads a body can answer
+    415 (DRF's parsers refuse a media type, or a multipart body they cannot read), so
+    each one documents it, with the same error body as the others."""
+    error_schema = None
+    for path in result.get("paths", {}).values():
+        for operation in path.values():
+            if not isinstance(operation, dict) or "requestBody" not in operation:
+                continue
+            responses = operation.setdefault("responses", {})
+            if error_schema is None:
+                error_schema = next(
+                    (r["content"] for code, r in responses.items() if code.startswith("4") and "content" in r), None
+                )
+            if "415" not in responses and error_schema is not None:
+                responses["415"] = {"content": error_schema, "description": _DESCRIPTIONS[415]}
+    return result
 
 
 class SchemaView(SpectacularAPIView):

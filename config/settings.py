@@ -141,6 +141,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "config.api_docs.document_unsupported_media_type",
+    ],
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1_048_576, minimum=1024)
 CONTRACT_TEXT_MAX_CHARS = env_int("CONTRACT_TEXT_MAX_CHARS", 200_000, minimum=100)
@@ -218,10 +222,29 @@ if TEST_KILL_AT:
 
 # --- Risk analysis --------------------------------------------------------------------
 
-# "rules" is the deterministic analyser; "llm" is optional and needs its own extras.
+# "rules" is the deterministic analyser; "llm" adds a LangChain chat model to it (see
+# contracts/graph/analyzer/llm.py) and needs the provider's integration package (an
+# `llm-*` extra in pyproject.toml) and its key in the provider's own variable
+# (OPENAI_API_KEY, ANTHROPIC_API_KEY, ...).
 RISK_ANALYZER = env_str("RISK_ANALYZER", "rules")
 if RISK_ANALYZER not in {"rules", "llm"}:
     raise ImproperlyConfigured(f"RISK_ANALYZER must be 'rules' or 'llm', got {RISK_ANALYZER!r}")
+# init_chat_model's model ("gpt-4o-mini", or "openai:gpt-4o-mini" with its provider) and
+# model_provider (empty: inferred from the model's name).
+RISK_LLM_MODEL = env_str("RISK_LLM_MODEL", "").strip()
+RISK_LLM_PROVIDER = env_str("RISK_LLM_PROVIDER", "").strip()
+if RISK_ANALYZER == "llm" and not RISK_LLM_MODEL:
+    raise ImproperlyConfigured("RISK_LLM_MODEL must be set when RISK_ANALYZER is 'llm' (e.g. 'openai:gpt-4o-mini')")
+if RISK_LLM_PROVIDER and not re.fullmatch(r"[a-z][a-z0-9_-]*", RISK_LLM_PROVIDER):
+    raise ImproperlyConfigured(f"RISK_LLM_PROVIDER must be a provider name such as 'openai', got {RISK_LLM_PROVIDER!r}")
+# After this long the LLM's answer is given up on and the rules' findings stand (the
+# fallback is recorded on the contract). Below the run lease, so a slow model can never
+# let a second worker take over the run.
+RISK_LLM_TIMEOUT_SECONDS = env_int("RISK_LLM_TIMEOUT_SECONDS", 30, minimum=1)
+if RISK_ANALYZER == "llm" and RISK_LLM_TIMEOUT_SECONDS >= RUN_LEASE_SECONDS:
+    raise ImproperlyConfigured(
+        f"RISK_LLM_TIMEOUT_SECONDS must be below RUN_LEASE_SECONDS ({RUN_LEASE_SECONDS}), got {RISK_LLM_TIMEOUT_SECONDS}"
+    )
 
 # --- Misc -----------------------------------------------------------------------------
 

@@ -37,6 +37,7 @@ class ContractDetailOutputSerializer(ContractOutputSerializer):
     text = serializers.CharField()
     findings = serializers.JSONField()
     payments = serializers.JSONField()
+    analysis = serializers.JSONField()
     decision_history = serializers.JSONField()
     amendments = serializers.JSONField()
     amended_text = serializers.CharField()

@@ -42,6 +42,10 @@ class Contract(TenantOwned):
     amendments = models.JSONField(default=list, blank=True)
     amended_text = models.TextField(blank=True)
     decision_history = models.JSONField(default=list, blank=True)
+    # How the risk analysis went (the graph's `analysis`): analyser and sources, an LLM
+    # fallback and its reason, why the analyser was unsure and whether that alone sent
+    # the contract to legal review.
+    analysis = models.JSONField(default=dict, blank=True)
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -173,6 +173,9 @@ def _initial_state(contract: Contract) -> dict:
         "risk_threshold": tenant.risk_threshold,
         "finance_limit": float(tenant.finance_limit),
         "critical_risk": tenant.critical_risk,
+        "review_when_unsure": tenant.review_when_unsure,
+        "review_any_clause_finding": tenant.review_any_clause_finding,
+        "risk_analyzer": settings.RISK_ANALYZER,
         "history": [],
     }
 
@@ -211,8 +214,8 @@ def _run_graph(work: _Work) -> tuple[RunSnapshot, RunSnapshot]:
 
 
 _OUTCOME_FIELDS = [
-    "risk_score", "findings", "payments", "decision_history", "amendments", "amended_text", "last_error", "status",
-    "completed_at", "run_lease_owner", "run_lease_until", "run_attempts", "retry_at", "updated_at",
+    "risk_score", "findings", "payments", "analysis", "decision_history", "amendments", "amended_text", "last_error",
+    "status", "completed_at", "run_lease_owner", "run_lease_until", "run_attempts", "retry_at", "updated_at",
 ]
 
 
@@ -266,6 +269,7 @@ def _outcome_values_copy(contract: Contract, snapshot: RunSnapshot) -> None:
     contract.risk_score = values.get("risk_score", contract.risk_score)
     contract.findings = values.get("findings", contract.findings)
     contract.payments = values.get("payments", contract.payments)
+    contract.analysis = values.get("analysis", contract.analysis)
     contract.decision_history = values.get("history", [])
     contract.amendments = values.get("amendments", [])
     contract.amended_text = values.get("amended_text", "")

@@ -28,6 +28,26 @@ class Tenant(models.Model):
     signoff_role = models.CharField(
         max_length=20, default="senior_reviewer", choices=[("senior_reviewer", "Senior reviewer"), ("admin", "Tenant admin")]
     )
+    # Any clause finding (uncapped liability, broad indemnity, unilateral termination,
+    # penalty, auto-renewal; not a missing governing-law clause alone) sends the contract
+    # to legal review, whatever its score. On by default: each of them is a clause a
+    # lawyer flags on sight, and one alone scores below the threshold. Off, only the
+    # score above `risk_threshold` does.
+    review_any_clause_finding = models.BooleanField(
+        default=True,
+        help_text="Send every contract with a clause finding (not a missing governing-law clause alone) to legal "
+        "review, whatever its risk score. Off: only a score above the risk threshold does.",
+    )
+    # Fail safe: when the analyser cannot vouch for its reading (a long text in which no
+    # clause rule found anything, or a text it cannot read well: see
+    # contracts.graph.analyzer), send the contract to legal review with the reason
+    # instead of auto-approving it. On by default: a missed risk that auto-signs costs
+    # far more than a reviewer's look at a contract that turns out to be fine.
+    review_when_unsure = models.BooleanField(
+        default=True,
+        help_text="Send a contract to legal review, with the reason, when the risk analyser cannot vouch for "
+        "its reading (a long text with no finding, or a text it cannot read well), instead of auto-approving it.",
+    )
     # How long a reviewer's claim on a task lasts before it returns to the queue.
     claim_lease_seconds = models.PositiveIntegerField(default=15 * 60, validators=[MinValueValidator(10)])
     # A new review task is due this many hours after it is created (queue ordering by deadline).

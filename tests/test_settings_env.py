@@ -181,6 +181,18 @@ def test_start_up_with_debug_on_gets_a_development_key():
             "DATA_UPLOAD_MAX_MEMORY_SIZE must be at least 1024",
         ),
         ({"SECRET_KEY": GOOD_KEY, "TASKS_BACKEND": "celery"}, "TASKS_BACKEND must be one of ['database', 'immediate']"),
+        ({"SECRET_KEY": GOOD_KEY, "RISK_ANALYZER": "gpt"}, "RISK_ANALYZER must be 'rules' or 'llm', got 'gpt'"),
+        ({"SECRET_KEY": GOOD_KEY, "RISK_ANALYZER": "llm"}, "RISK_LLM_MODEL must be set when RISK_ANALYZER is 'llm'"),
+        (
+            {"SECRET_KEY": GOOD_KEY, "RISK_LLM_PROVIDER": "Open AI"},
+            "RISK_LLM_PROVIDER must be a provider name such as 'openai', got 'Open AI'",
+        ),
+        ({"SECRET_KEY": GOOD_KEY, "RISK_LLM_TIMEOUT_SECONDS": "soon"}, "RISK_LLM_TIMEOUT_SECONDS must be an integer"),
+        (
+            {"SECRET_KEY": GOOD_KEY, "RISK_ANALYZER": "llm", "RISK_LLM_MODEL": "openai:gpt-4o-mini",
+             "RISK_LLM_TIMEOUT_SECONDS": "60"},
+            "RISK_LLM_TIMEOUT_SECONDS must be below RUN_LEASE_SECONDS (60), got 60",
+        ),
     ],
 )
 def test_start_up_with_a_malformed_variable_fails_naming_it(variables, message):

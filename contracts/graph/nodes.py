@@ -10,28 +10,71 @@ from __future__ import annotations
 
 from langgraph.types import interrupt
 
-from contracts.graph.analyzer import analyze_text
+from contracts.graph.analyzer import analyze_text, risk_score_of
+from contracts.graph.analyzer.rules import RULES
 from contracts.graph.decisions import OPTIONS, ApprovalDecision, LegalDecision
 from contracts.graph.state import ContractState
 
 PREVIEW_CHARS = 200
+
+# Rules about a clause that is there (all but a missing governing-law clause): one of
+# these alone is what "review any clause finding" sends to legal review.
+CLAUSE_RULES = frozenset(rule.name for rule in RULES if not rule.fires_when_absent)
 
 # Which kind of review task each interrupting node produces.
 NODE_KINDS = {"legal_review": "legal", "finance_review": "finance", "signoff_review": "signoff"}
 
 
 def analyze(state: ContractState) -> dict:
-    analysis = analyze_text(state["contract_text"])
+    """The rules always; the LLM as well when the run was started with it. Never
+    interrupts, so it runs once per thread and its result is checkpointed: the LLM's
+    answer, which a second call could change, is never recomputed."""
+    text = state["contract_text"]
+    analysis = analyze_text(text)
+    findings = analysis.findings
+    analyzer = state.get("risk_analyzer", "rules")
+    record: dict = {"analyzer": analyzer, "sources": ["rules"], "fallback": None}
+    if analyzer == "llm":
+        from django.conf import settings
+
+        from contracts.graph.analyzer.llm import findings_with_llm
+
+        findings, outcome = findings_with_llm(text, findings, timeout=settings.RISK_LLM_TIMEOUT_SECONDS)
+        record.update(outcome)
+    risk_score = risk_score_of(findings)
+    record.update(
+        {
+            "unsure_reasons": analysis.unsure_reasons,
+            "legal_review_because": _legal_review_because(state, risk_score, findings, analysis.unsure_reasons),
+            "stats": analysis.stats,
+        }
+    )
     return {
-        "risk_score": analysis.risk_score,
-        "findings": analysis.findings,
+        "risk_score": risk_score,
+        "findings": findings,
         "payments": analysis.payments,
         "max_payment": analysis.max_payment,
+        "analysis": record,
     }
 
 
+def _legal_review_because(state: ContractState, risk_score: float, findings: list[dict], unsure: list[dict]) -> str | None:
+    """Why the contract goes to legal review, decided once, here: "risk_score" (above the
+    tenant's threshold), "clause_finding" (the tenant reviews every one), "unsure" (the
+    tenant reviews what the analyser cannot vouch for), or None."""
+    if risk_score > state["risk_threshold"]:
+        return "risk_score"
+    if state.get("review_any_clause_finding") and any(f["rule"] in CLAUSE_RULES for f in findings):
+        return "clause_finding"
+    if state.get("review_when_unsure") and unsure:
+        return "unsure"
+    return None
+
+
 def needs_legal_review(state: ContractState) -> bool:
-    return state["risk_score"] > state["risk_threshold"]
+    # Threads analysed before `analysis` existed have only the score.
+    because = state.get("analysis", {}).get("legal_review_because")
+    return because is not None or state["risk_score"] > state["risk_threshold"]
 
 
 def needs_finance_review(state: ContractState) -> bool:
@@ -49,6 +92,14 @@ def route_reviews(state: ContractState) -> list[str]:
 
 
 def _recommendation(state: ContractState) -> str:
+    analysis = state.get("analysis", {})
+    because = analysis.get("legal_review_because")
+    if because == "unsure":
+        reasons = "; ".join(reason["message"] for reason in analysis["unsure_reasons"])
+        return f"UNSURE - the analyser cannot vouch for its reading, legal review required: {reasons}"
+    if because == "clause_finding":
+        titles = ", ".join(f["title"] for f in state["findings"] if f["rule"] in CLAUSE_RULES)
+        return f"FLAGGED CLAUSE - {titles}: legal review required"
     if state["risk_score"] >= state["critical_risk"]:
         return "CRITICAL RISK - legal review and independent sign-off required"
     return "HIGH RISK - Legal review required"
@@ -75,6 +126,7 @@ def legal_review(state: ContractState) -> dict:
             "risk_score": state["risk_score"],
             "findings": state["findings"],
             "recommendation": _recommendation(state),
+            "unsure_reasons": state.get("analysis", {}).get("unsure_reasons", []),
             "options": OPTIONS["legal"],
         },
         response_schema=LegalDecision,

@@ -16,11 +16,19 @@ class ContractState(TypedDict, total=False):
     risk_threshold: float
     finance_limit: float
     critical_risk: float
+    # The tenant's "review when unsure" and "review any clause finding", and the analyser the deployment chose
+    # ("rules" or "llm"); absent in threads started before they existed.
+    review_when_unsure: bool
+    review_any_clause_finding: bool
+    risk_analyzer: str
     # Written by `analyze`.
     risk_score: float
     findings: list[dict]
     payments: list[dict]
     max_payment: float
+    # How the analysis went: analyser, sources, LLM fallback, why it was unsure, whether
+    # that alone sent the contract to legal review (copied to Contract.analysis).
+    analysis: dict
     # Written by the review nodes: the validated decision of each kind of review.
     legal_decision: dict
     finance_decision: dict

@@ -1,5 +1,5 @@
-"""contracts/graph/analyzer.py: each rule, the score, payment extraction, excerpts.
-Pure functions: no database, no graph."""
+"""contracts/graph/analyzer/: each rule, negation and scope, spans, the score, the
+readability checks, payment extraction, excerpts. Pure functions: no database, no graph."""
 
 from __future__ import annotations
 
@@ -9,6 +9,10 @@ from itertools import combinations
 import pytest
 
 from contracts.graph.analyzer import RULES, analyze_text
+from contracts.graph.analyzer.patterns import PhraseError, phrase_compile
+from contracts.graph.analyzer.rules import LEXICON
+from contracts.graph.analyzer.text import LONG_TEXT_WORDS
+from tests.contracts.corpus.contracts import LONG_HARMLESS_CONTRACT
 from tests.factories import CRITICAL_RISK_TEXT, HIGH_RISK_TEXT, LARGE_PAYMENT_TEXT, LOW_RISK_TEXT
 
 pytestmark = pytest.mark.embedded
@@ -195,3 +199,130 @@ def test_excerpts_are_cut_to_200_characters():
     [finding] = analyze_text(f"{GOVERNED} {sentence}").findings
     assert len(finding["excerpt"]) == 200
     assert finding["excerpt"].startswith("Supplier shall have unlimited liability")
+
+
+# --- Negation and scope -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The Supplier's liability shall not be limited.",
+        "No cap shall apply.",
+        "The Supplier's liability is not subject to any monetary limit.",
+        (
+            "The Supplier's liability is capped at the fees paid, save that liability for breach of Clause 8 "
+            "shall be unlimited."
+        ),
+    ],
+)
+def test_negated_caps_are_uncapped_liability(sentence):
+    assert "uncapped_liability" in findings_by_rule(f"{GOVERNED} {sentence}")
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "The Supplier's liability is capped at the fees paid.",
+        "The Supplier's liability shall in no event exceed EUR 1,000,000.",
+        "The Supplier's liability, including without limitation for data loss, is limited to the fees.",
+        "Nothing in this Agreement limits liability for death or personal injury caused by negligence.",
+    ],
+)
+def test_caps_and_carve_outs_are_not_uncapped_liability(sentence):
+    assert "uncapped_liability" not in findings_by_rule(f"{GOVERNED} {sentence}")
+
+
+@pytest.mark.parametrize(
+    ("rule", "sentence"),
+    [
+        ("unilateral_termination", "Neither party may terminate this Agreement for convenience."),
+        ("unilateral_termination", "The Supplier may not terminate this Agreement at any time without cause."),
+        ("penalty_clause", "The Customer may cancel without penalty."),
+        ("auto_renewal", "This Agreement shall not renew automatically."),
+        ("broad_indemnification", "The Licensee is not required to indemnify the Licensor against any and all claims."),
+    ],
+)
+def test_a_negation_in_scope_cancels_the_rule(rule, sentence):
+    assert rule not in findings_by_rule(f"{GOVERNED} {sentence}")
+
+
+def test_a_negation_out_of_scope_does_not_cancel():
+    # The "not" belongs to the condition, the comma ends its reach.
+    text = f"{GOVERNED} If the Supplier does not deliver on time, a penalty of EUR 500 per day applies."
+    assert "penalty_clause" in findings_by_rule(text)
+
+
+def test_there_is_no_governing_law_counts_as_missing_and_points_at_the_sentence():
+    sentence = "There is no governing law for this agreement."
+    text = f"Each party keeps the other's information secret. {sentence}"
+    finding = findings_by_rule(text)["missing_governing_law"]
+    assert finding["excerpt"] == sentence
+    assert text.index(sentence) <= finding["start"] < finding["end"] <= text.index(sentence) + len(sentence)
+
+
+# --- Spans ------------------------------------------------------------------------------
+
+
+def test_each_finding_spans_the_words_that_matched_in_the_original_text():
+    # Curly quotes and a non-breaking space are normalised one for one: offsets still fit.
+    text = (
+        "SUPPLY AGREEMENT. The Supplier\u2019s liability under this Agreement shall\u00a0be unlimited. "
+        "Buyer reserves the right to terminate for convenience at any time. "
+        "This agreement is governed by the laws of England."
+    )
+    found = findings_by_rule(text)
+    assert set(found) == {"uncapped_liability", "unilateral_termination"}
+    liability = found["uncapped_liability"]
+    assert text[liability["start"] : liability["end"]] == "liability under this Agreement shall\u00a0be unlimited"
+    termination = found["unilateral_termination"]
+    assert text[termination["start"] : termination["end"]] == "reserves the right to terminate for convenience"
+    assert all(f["source"] == "rules" for f in found.values())
+
+
+def test_a_phrase_that_does_not_parse_is_refused():
+    with pytest.raises(PhraseError):
+        phrase_compile("~3 liability", LEXICON)
+    with pytest.raises(PhraseError):
+        phrase_compile("{NO_SUCH_ENTRY} liability", LEXICON)
+
+
+# --- Readability: when the analyser cannot vouch for its reading -------------------------
+
+
+def unsure_codes(text: str) -> list[str]:
+    return [reason["code"] for reason in analyze_text(text).unsure_reasons]
+
+
+def test_reference_texts_are_read_without_doubt():
+    for text in (HIGH_RISK_TEXT, CRITICAL_RISK_TEXT, LARGE_PAYMENT_TEXT, LOW_RISK_TEXT, ""):
+        assert unsure_codes(text) == []
+
+
+def test_a_long_text_without_any_clause_finding_is_unsure():
+    analysis = analyze_text(LONG_HARMLESS_CONTRACT)
+    assert analysis.findings == []
+    assert analysis.stats["words"] >= LONG_TEXT_WORDS
+    assert unsure_codes(LONG_HARMLESS_CONTRACT) == ["long_text_without_findings"]
+    # One clause finding and the rules have read it: no longer unsure.
+    with_finding = LONG_HARMLESS_CONTRACT + " This Agreement renews automatically each year."
+    assert unsure_codes(with_finding) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        pytest.param("Der Lieferant haftet unbeschr\u00e4nkt f\u00fcr Sch\u00e4den. " * 20, "not_english_prose", id="german"),
+        pytest.param("x" * 5000, "not_words", id="one-long-token"),
+        pytest.param(("the supplier shall deliver the goods " * 60).strip(), "no_sentences", id="no-punctuation"),
+        pytest.param(
+            "The Supplier\u00c3\u00a9s liability \ufffd\ufffd shall be \u00e2\u20ac\u0153limited\u00e2\u20ac. " * 5,
+            "damaged_encoding",
+            id="mojibake",
+        ),
+    ],
+)
+def test_a_text_the_analyser_cannot_read_well_says_why(text, code):
+    reasons = analyze_text(text).unsure_reasons
+    assert code in [reason["code"] for reason in reasons]
+    assert all(reason["message"] for reason in reasons)
