@@ -50,6 +50,9 @@ class ReviewTaskOutputSerializer(serializers.Serializer):
     status = serializers.CharField()
     risk_score = serializers.FloatField()
     payload = serializers.JSONField()
+    payload_digest = serializers.CharField(
+        help_text="sha256 of the payload's canonical JSON. Send it back as If-Match on resume: the decision is "
+        "refused (409) if the task no longer shows what you saw.")
     response_schema = serializers.JSONField()
     decision = serializers.JSONField()
     decided_by = serializers.CharField(source="decided_by.username", allow_null=True, default=None)
@@ -149,10 +152,21 @@ class ReviewTaskDetailApi(TenantAPIView):
     @extend_schema(operation_id="reviews_get", responses={200: ReviewTaskDetailOutputSerializer, **error_responses(401, 403, 404, 429)})
     def get(self, request: Request, tenant_slug: str, task_id: str) -> Response:
         task = review_task_get(tenant=self.tenant, task_id=task_id)
-        return Response(ReviewTaskDetailOutputSerializer(task, context={"view": self}).data)
+        return Response(ReviewTaskDetailOutputSerializer(task, context={"view": self}).data,
+                        headers={"ETag": f'"{task.payload_digest}"'})
 
 
-def _request_fingerprint(request: Request) -> str:
+def seen_digest(request: Request) -> str | None:
+    """The payload digest the client saw, from If-Match ("<digest>", or W/"<digest>");
+    None when it sends none (or "*")."""
+    value = request.headers.get("If-Match", "").strip()
+    if not value or value == "*":
+        return None
+    return value.removeprefix("W/").strip('"')
+
+
+def request_fingerprint(request: Request) -> str:
+    """What an Idempotency-Key stands for: the method, the path and the body."""
     body = json.dumps(request.data, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(f"{request.method} {request.path}\n{body}".encode()).hexdigest()
 
@@ -164,7 +178,10 @@ class ReviewTaskResumeApi(TenantAPIView):
     @extend_schema(
         request=DecisionInputSerializer,
         parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                                     description="Retries with the same key and body replay the first response.")],
+                                     description="Retries with the same key and body replay the first response."),
+                    OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=False,
+                                     description="The task's payload_digest as you saw it: refused (409) if it "
+                                     "shows something else now.")],
         responses={202: ReceiptSerializer, **error_responses(400, 401, 403, 404, 409, 413, 422, 429)},
     )
     def post(self, request: Request, tenant_slug: str, task_id: str) -> Response:
@@ -172,7 +189,8 @@ class ReviewTaskResumeApi(TenantAPIView):
             raise InvalidInput("The body must be a JSON object.", fields={"non_field_errors": ["Expected an object."]})
         key = request.headers.get("Idempotency-Key")
         if key is None:
-            task = review_task_resume(tenant=self.tenant, task_id=task_id, user=request.user, data=request.data, via="api")
+            task = review_task_resume(tenant=self.tenant, task_id=task_id, user=request.user, data=request.data, via="api",
+                                      seen_digest=seen_digest(request))
             # 202: the decision is durably recorded; the graph resumes in a worker.
             return Response(resume_receipt(task), status=status.HTTP_202_ACCEPTED)
         if not 1 <= len(key) <= 200 or not key.isprintable() or not key.isascii():
@@ -180,7 +198,7 @@ class ReviewTaskResumeApi(TenantAPIView):
                                fields={"Idempotency-Key": ["1 to 200 printable ASCII characters."]})
         receipt, replayed = review_task_resume_idempotent(
             tenant=self.tenant, task_id=task_id, user=request.user, data=request.data,
-            key=key, fingerprint=_request_fingerprint(request), via="api",
+            key=key, fingerprint=request_fingerprint(request), via="api", seen_digest=seen_digest(request),
         )
         return Response(receipt, status=status.HTTP_202_ACCEPTED, headers={"Idempotent-Replayed": "true" if replayed else "false"})
 

@@ -29,6 +29,11 @@ class ReviewTask(TenantOwned):
     interrupt_id = models.CharField(max_length=64)
     kind = models.CharField(max_length=16, choices=ReviewKind.choices)
     payload = models.JSONField()
+    # sha256 of the canonical JSON of the interrupt value this task shows
+    # (contracts.graph.runner.interrupt_digest). A decision is bound to it: a resume is
+    # refused while the live interrupt differs from it, or a client that sends the
+    # digest it saw (If-Match) saw something else.
+    payload_digest = models.CharField(max_length=64, blank=True)
     response_schema = models.JSONField(null=True, blank=True)
     risk_score = models.FloatField(default=0.0)
     status = models.CharField(max_length=16, choices=ReviewStatus.choices, default=ReviewStatus.PENDING)

@@ -4,15 +4,30 @@ from dataclasses import dataclass
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.lookups import IsNull
 from django.utils import timezone
 
-from config.api_errors import NotFound
-from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermission, ContractUserPermission
-from reviews.models import RESUME_TASK_PERM, ReviewStatus, ReviewTask, ReviewTaskGroupPermission, ReviewTaskUserPermission
+from config.api_errors import Conflict, Forbidden, NotFound
+from contracts.models import (
+    FINAL_STATUSES,
+    RESUME_THREAD_PERM,
+    Contract,
+    ContractGroupPermission,
+    ContractUserPermission,
+)
+from reviews.models import (
+    RESUME_TASK_PERM,
+    ReviewKind,
+    ReviewStatus,
+    ReviewTask,
+    ReviewTaskGroupPermission,
+    ReviewTaskUserPermission,
+)
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
 
+
+_FINAL_CONTRACT_STATUSES = [str(status) for status in FINAL_STATUSES]
 
 QUEUE_ORDERINGS = {
     "risk": ["-risk_score", "created_at"],
@@ -183,3 +198,131 @@ def review_task_history(*, task: ReviewTask) -> list[dict]:
         {"at": r.created_at.isoformat(), "actor": r.actor_username, "action": r.action, "interface": r.interface, "data": r.data}
         for r in records
     ]
+
+
+# --- A thread's interrupts, as the LangGraph-compatible API shows them -----------------
+
+# The order in which a thread's interrupts are listed (and a bare answer is matched):
+# the graph's own order of reviews (legal and finance fan out in one step, the sign-off
+# follows), then age, then interrupt id. The same rows give the same order every time.
+_KIND_RANK = Case(
+    When(kind=ReviewKind.LEGAL, then=Value(0)),
+    When(kind=ReviewKind.FINANCE, then=Value(1)),
+    When(kind=ReviewKind.SIGNOFF, then=Value(2)),
+    default=Value(3),
+)
+THREAD_INTERRUPT_ORDER = ["_kind_rank", "created_at", "interrupt_id"]
+
+
+def review_tasks_pending_for_threads(*, tenant: Tenant, contract_ids: list[UUID]) -> dict[UUID, list[ReviewTask]]:
+    """The pending tasks of each of these threads, in THREAD_INTERRUPT_ORDER: what each
+    thread is waiting on a human for. One query for a page of threads."""
+    tasks = (
+        ReviewTask.objects.filter(tenant=tenant, contract_id__in=contract_ids, status=ReviewStatus.PENDING)
+        .annotate(_kind_rank=_KIND_RANK)
+        .order_by(*THREAD_INTERRUPT_ORDER)
+    )
+    by_thread: dict[UUID, list[ReviewTask]] = {contract_id: [] for contract_id in contract_ids}
+    for task in tasks:
+        by_thread.setdefault(task.contract_id, []).append(task)
+    return by_thread
+
+
+def review_tasks_pending_for_thread(*, tenant: Tenant, contract_id: UUID) -> list[ReviewTask]:
+    return review_tasks_pending_for_threads(tenant=tenant, contract_ids=[contract_id])[contract_id]
+
+
+def review_tasks_of_thread(*, tenant: Tenant, contract_id: UUID) -> list[ReviewTask]:
+    """Every task of the thread, pending or not (resolving interrupt ids a client sends)."""
+    return list(ReviewTask.objects.filter(tenant=tenant, contract_id=contract_id).select_related("contract"))
+
+
+def review_tasks_get_many(*, tenant: Tenant, task_ids: list[UUID | str]) -> list[ReviewTask]:
+    return list(ReviewTask.objects.filter(tenant=tenant, pk__in=task_ids))
+
+
+def review_task_for_bare_answer(
+    *, tenant: Tenant, contract_id: UUID, user: AbstractBaseUser, membership: Membership | None
+) -> ReviewTask:
+    """The one pending interrupt of the thread that a bare answer (a resume value not
+    keyed by interrupt id) can mean: the only one the caller may decide. Nothing
+    pending, or several the caller may decide, is a Conflict listing the pending ids (the
+    client answers by id then); pending ones of which none is the caller's, Forbidden."""
+    pending = review_tasks_pending_for_thread(tenant=tenant, contract_id=contract_id)
+    pending_ids = [task.interrupt_id for task in pending]
+    if not pending:
+        raise Conflict("The thread has no pending interrupt to answer.",
+                       extra={"reason": "no_pending_interrupt", "pending_ids": []})
+    mine = [task for task in pending if review_task_can_resume(task=task, user=user, membership=membership)]
+    if not mine:
+        raise Forbidden("You may not decide any interrupt pending on this thread.", extra={"pending_ids": pending_ids})
+    if len(mine) > 1:
+        raise Conflict(
+            "Several pending interrupts are yours to decide: answer them by id, {\"<interrupt id>\": <answer>}.",
+            extra={"reason": "ambiguous", "pending_ids": pending_ids},
+        )
+    return mine[0]
+
+
+def review_tasks_pending_exist(*, contract_ref: OuterRef) -> Exists:
+    """True for a thread (contract) that has a task waiting for a human."""
+    return Exists(ReviewTask.objects.filter(
+        tenant_id=OuterRef("tenant_id"), contract_id=contract_ref, status=ReviewStatus.PENDING))
+
+
+def review_decisions_unapplied_exist(*, contract_ref: OuterRef) -> Exists:
+    """True for a thread (contract) holding a decision the graph has not consumed yet:
+    a resume is queued or running."""
+    return Exists(ReviewTask.objects.filter(
+        tenant_id=OuterRef("tenant_id"), contract_id=contract_ref, status=ReviewStatus.RESOLVED, applied_at__isnull=True))
+
+
+# --- Review tasks as threads of their own (the Agent Inbox prefix) ---------------------
+
+def review_task_thread_status() -> Case:
+    """The status of a review task shown as a thread of its own: `interrupted` while it
+    waits for a decision (whatever its contract's other tasks are doing: each is
+    answerable on its own), `busy` from its decision until the graph has consumed it,
+    `error` if its contract failed before that, else `idle`."""
+    unapplied = Q(status=ReviewStatus.RESOLVED, applied_at__isnull=True)
+    return Case(
+        When(status=ReviewStatus.PENDING, then=Value("interrupted")),
+        When(unapplied & Q(contract__status="failed"), then=Value("error")),
+        When(unapplied & ~Q(contract__status__in=_FINAL_CONTRACT_STATUSES), then=Value("busy")),
+        default=Value("idle"),
+        output_field=CharField(),
+    )
+
+
+def review_task_thread_list(
+    *, tenant: Tenant, user: AbstractBaseUser, membership: Membership, status: str | None = None,
+    kind: str | None = None, contract_id: UUID | None = None,
+) -> QuerySet[ReviewTask]:
+    """The caller's inbox: the tasks they may decide (review_task_actionable_list),
+    newest first, each with its `thread_status`."""
+    tasks = (
+        review_task_actionable_list(tenant=tenant, user=user, membership=membership)
+        .select_related("contract", "decided_by", "claimed_by")
+        .annotate(thread_status=review_task_thread_status())
+        .order_by("-created_at", "-pk")
+    )
+    if status:
+        tasks = tasks.filter(thread_status=status)
+    if kind:
+        tasks = tasks.filter(kind=kind)
+    if contract_id is not None:
+        tasks = tasks.filter(contract_id=contract_id)
+    return tasks
+
+
+def review_task_thread_get(*, tenant: Tenant, task_id: UUID | str) -> ReviewTask:
+    """One task as a thread, for any member who may see the review queue."""
+    task = (
+        ReviewTask.objects.filter(tenant=tenant, pk=task_id)
+        .select_related("contract", "decided_by", "claimed_by")
+        .annotate(thread_status=review_task_thread_status())
+        .first()
+    )
+    if task is None:
+        raise NotFound()
+    return task

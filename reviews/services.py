@@ -11,12 +11,20 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, IdempotencyKeyReused, InvalidInput, NotFound
+from contracts.graph import runner
 from contracts.graph.decisions import DECISION_MODELS
 from contracts.models import Contract
 from contracts.tasks import contract_drive_enqueue
 from reviews import events
 from reviews.models import RESUME_TASK_PERM, IdempotencyRecord, ReviewKind, ReviewStatus, ReviewTask, ReviewTaskGroupPermission
-from reviews.selectors import GRANT_MODELS, review_task_can_resume, review_task_get
+from reviews.selectors import (
+    GRANT_MODELS,
+    review_task_can_resume,
+    review_task_for_bare_answer,
+    review_task_get,
+    review_tasks_of_thread,
+    review_tasks_pending_for_thread,
+)
 from tenants.models import Membership, Role, Tenant, TenantGroup
 from tenants.routing import review_team_for
 from tenants.selectors import membership_get
@@ -42,6 +50,7 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
             interrupt_id=item.id,
             kind=item.kind,
             payload=item.payload,
+            payload_digest=item.digest,
             response_schema=item.response_schema,
             risk_score=float(item.payload.get("risk_score") or 0.0),
             due_at=due_at,
@@ -104,17 +113,19 @@ def review_task_resume(
     user: AbstractBaseUser,
     data: dict[str, Any],
     via: str = "api",
+    seen_digest: str | None = None,
     now: datetime | None = None,
 ) -> ReviewTask:
     """Record a reviewer's decision exactly once, then queue the graph's resume.
 
     Lock the task row, refuse unless it is still pending (and not claimed by someone
-    else), record, commit. Of any number of racing calls only the first sees `pending`;
-    the rest get a Conflict. The graph is resumed by a worker after commit (by interrupt
-    id), never under this lock; a decision recorded but not yet applied is re-driven by
-    recovery.
+    else) and the thread's live interrupt is still the one the task shows (and, given
+    `seen_digest`, the one the reviewer saw), record, commit. Of any number of racing
+    calls only the first sees `pending`; the rest get a Conflict. The graph is resumed
+    by a worker after commit (by interrupt id), never under this lock; a decision
+    recorded but not yet applied is re-driven by recovery.
     """
-    return _resume(tenant=tenant, task_id=task_id, user=user, data=data, via=via, now=now)[0]
+    return _resume(tenant=tenant, task_id=task_id, user=user, data=data, via=via, seen_digest=seen_digest, now=now)[0]
 
 
 def review_task_resume_idempotent(
@@ -126,13 +137,15 @@ def review_task_resume_idempotent(
     key: str,
     fingerprint: str,
     via: str = "api",
+    seen_digest: str | None = None,
     now: datetime | None = None,
 ) -> tuple[dict, bool]:
     """As review_task_resume, keyed by the client's Idempotency-Key: a retry with the
     same key and request gets the first receipt back without a second effect (returns
     (receipt, replayed)); the same key with another request is refused."""
     task, receipt, replayed = _resume(
-        tenant=tenant, task_id=task_id, user=user, data=data, via=via, now=now, idempotency=(key, fingerprint)
+        tenant=tenant, task_id=task_id, user=user, data=data, via=via, seen_digest=seen_digest, now=now,
+        idempotency=(key, fingerprint),
     )
     return receipt, replayed
 
@@ -156,6 +169,7 @@ def _resume(
     data: dict[str, Any],
     via: str,
     now: datetime | None,
+    seen_digest: str | None = None,
     idempotency: tuple[str, str] | None = None,
 ) -> tuple[ReviewTask, dict, bool]:
     task = review_task_get(tenant=tenant, task_id=task_id)
@@ -170,15 +184,9 @@ def _resume(
         # transaction, so a retry either sees it or waits for it.
         task = ReviewTask.objects.select_for_update(no_key=True).get(tenant=tenant, pk=task.pk)
         if idempotency is not None:
-            key, fingerprint = idempotency
-            record = IdempotencyRecord.objects.filter(tenant=tenant, user=user, key=key).first()
-            if record is not None:
-                if record.fingerprint != fingerprint:
-                    raise IdempotencyKeyReused(
-                        "Idempotency-Key was already used with a different request.",
-                        fields={"Idempotency-Key": ["Already used with a different request."]},
-                    )
-                return task, record.response_body, True
+            replay = idempotency_replay(tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1])
+            if replay is not None:
+                return task, replay, True
         if task.status != ReviewStatus.PENDING:
             raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
         if task.claimed_by_id not in (None, user.pk) and task.claim_expires_at and task.claim_expires_at > now:
@@ -188,6 +196,7 @@ def _resume(
             )
         if task.kind == ReviewKind.SIGNOFF:
             _four_eyes_check(task=task, user=user)
+        _shown_interrupt_check(task=task, seen_digest=seen_digest)
         task.status = ReviewStatus.RESOLVED
         task.decision = {
             **decision,
@@ -204,24 +213,139 @@ def _resume(
         task.save(update_fields=["status", "decision", "decided_by", "decided_at", "claimed_by", "claim_expires_at", "updated_at"])
         receipt = resume_receipt(task)
         if idempotency is not None:
-            try:
-                with transaction.atomic():
-                    IdempotencyRecord.objects.create(
-                        tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1],
-                        response_status=202, response_body=receipt,
-                    )
-            except IntegrityError:
-                # The task lock serialises one key on one task; the same key raced onto
-                # another task (another request) loses here, and its decision rolls back.
-                raise IdempotencyKeyReused(
-                    "Idempotency-Key was already used with a different request.",
-                    fields={"Idempotency-Key": ["Already used with a different request."]},
-                ) from None
+            # The task lock serialises one key on one task; the same key raced onto
+            # another task (another request) loses here, and its decision rolls back.
+            idempotency_remember(tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1],
+                                 status=202, body=receipt)
         audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
                      data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id)})
         events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RESOLVED, task=task)
         contract_drive_enqueue(tenant_id=tenant.id, contract_id=task.contract_id)
     return task, receipt, False
+
+
+def _shown_interrupt_check(*, task: ReviewTask, seen_digest: str | None) -> None:
+    """A decision is bound to what the reviewer saw. LangGraph's interrupt id names a
+    position in the graph, not a question: the same id could carry another value, and
+    the answer would then go to a question nobody read. Refused (409) when the client
+    saw another version than the task shows (`seen_digest`, e.g. from If-Match), or when
+    the thread's live interrupt with this id is gone or differs from the task.
+
+    Read under the task's row lock, from the checkpointer's own connection: a drive
+    that moves the thread meanwhile consumes only decisions for interrupts still
+    pending, and the graph's interrupt values are pure functions of checkpointed state."""
+    if seen_digest is not None and seen_digest != task.payload_digest:
+        raise Conflict(
+            "You decided on another version of this task than it shows now; reload it and decide again.",
+            extra={"reason": "stale_digest", "payload_digest": task.payload_digest},
+        )
+    live = {item.id: item.digest for item in runner.thread_pending_read(task.thread_id)}
+    if task.interrupt_id not in live:
+        raise Conflict(
+            "The thread is no longer waiting on this interrupt.", extra={"reason": "interrupt_gone", "status": task.status}
+        )
+    if live[task.interrupt_id] != task.payload_digest:
+        raise Conflict(
+            "The thread's interrupt changed since this task was made: it asks something else now.",
+            extra={"reason": "interrupt_changed", "payload_digest": task.payload_digest},
+        )
+
+
+# --- Idempotency-Key ------------------------------------------------------------------
+
+
+def idempotency_replay(*, tenant: Tenant, user: AbstractBaseUser, key: str, fingerprint: str) -> dict | None:
+    """The response body first given for this key, or None if the key is new. The same
+    key with another request (another fingerprint) is refused. Call it under the lock
+    that serialises the request's effect, so a racing retry sees the first one's record."""
+    record = IdempotencyRecord.objects.filter(tenant=tenant, user=user, key=key).first()
+    if record is None:
+        return None
+    if record.fingerprint != fingerprint:
+        raise IdempotencyKeyReused(
+            "Idempotency-Key was already used with a different request.",
+            fields={"Idempotency-Key": ["Already used with a different request."]},
+        )
+    return record.response_body
+
+
+def idempotency_remember(
+    *, tenant: Tenant, user: AbstractBaseUser, key: str, fingerprint: str, status: int, body: dict
+) -> None:
+    """Keep the response for replay, in the caller's transaction (with the effect). A
+    concurrent first use of the same key elsewhere wins, and this one is refused."""
+    try:
+        with transaction.atomic():
+            IdempotencyRecord.objects.create(tenant=tenant, user=user, key=key, fingerprint=fingerprint,
+                                             response_status=status, response_body=body)
+    except IntegrityError:
+        raise IdempotencyKeyReused(
+            "Idempotency-Key was already used with a different request.",
+            fields={"Idempotency-Key": ["Already used with a different request."]},
+        ) from None
+
+
+def review_tasks_resume_for_thread(
+    *,
+    tenant: Tenant,
+    contract_id: UUID,
+    user: AbstractBaseUser,
+    via: str,
+    answers: dict[str, dict[str, Any]] | None = None,
+    bare: dict[str, Any] | None = None,
+    seen_digests: frozenset[str] | None = None,
+) -> list[ReviewTask]:
+    """One command answering interrupts of one thread (the LangGraph API's
+    `command.resume`): `answers` by interrupt id, or one `bare` answer for the single
+    pending interrupt the caller may decide. Each decision goes through
+    review_task_resume (permissions, claims, four eyes, the interrupt it showed).
+
+    All or nothing: an id that is unknown or already answered refuses the whole command
+    before anything is recorded (409, listing the ids still pending), and the decisions
+    are recorded in one transaction (the caller's, if it has one), so one refused
+    decision records none. Tasks are locked in primary-key order, so two commands over
+    the same tasks cannot deadlock. `seen_digests`: the payload digests of what the
+    client saw (If-Match); each task decided must show one of them."""
+    if (answers is None) == (bare is None):
+        raise InvalidInput("Give answers by interrupt id or one bare answer.", fields={"resume": ["Required."]})
+    membership = membership_get(tenant=tenant, user=user)
+    pending = review_tasks_pending_for_thread(tenant=tenant, contract_id=contract_id)
+    pending_ids = [task.interrupt_id for task in pending]
+    if bare is not None:
+        targets = [(review_task_for_bare_answer(tenant=tenant, contract_id=contract_id, user=user, membership=membership),
+                    bare)]
+    else:
+        if not answers:
+            raise InvalidInput("resume: the map of answers is empty.", fields={"resume": ["Empty."]})
+        by_id = {task.interrupt_id: task for task in pending}
+        unknown = [iid for iid in answers if iid not in by_id]
+        if unknown:
+            known = {task.interrupt_id for task in review_tasks_of_thread(tenant=tenant, contract_id=contract_id)}
+            answered = [iid for iid in unknown if iid in known]
+            reason = "already_resolved" if answered else "unknown_interrupt"
+            what = "already answered" if answered else "not an interrupt of this thread"
+            raise Conflict(f"Interrupt {unknown[0]} is {what}.",
+                           extra={"reason": reason, "interrupt_ids": unknown, "pending_ids": pending_ids})
+        targets = [(by_id[iid], answer) for iid, answer in answers.items()]
+    recorded = []
+    with transaction.atomic():
+        for task, answer in sorted(targets, key=lambda target: str(target[0].pk)):
+            try:
+                # A task whose digest the client did not send was not what it saw: "" never
+                # matches, so the check refuses it.
+                seen = None if seen_digests is None else task.payload_digest if task.payload_digest in seen_digests else ""
+                recorded.append(review_task_resume(tenant=tenant, task_id=task.pk, user=user, data=answer, via=via,
+                                                   seen_digest=seen))
+            except (Conflict, Forbidden, InvalidInput) as exc:
+                # Name the interrupt the refusal is about; a Conflict (a decision got
+                # there first, or the interrupt moved) also lists what is pending now.
+                exc.extra.setdefault("interrupt_ids", [task.interrupt_id])
+                if isinstance(exc, Conflict):
+                    exc.extra["pending_ids"] = [
+                        t.interrupt_id for t in review_tasks_pending_for_thread(tenant=tenant, contract_id=contract_id)
+                    ]
+                raise
+    return recorded
 
 
 def review_tasks_resume_batch(

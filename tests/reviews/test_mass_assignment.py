@@ -20,6 +20,11 @@ from tests.tenants.module_worlds import committed_worlds
 pytestmark = pytest.mark.django_db
 
 FORBIDDEN_FIELDS = ("tenant", "status", "decided_by", "thread_id", "id", "risk_score")
+# Decisions on the module's own tasks are recorded but not driven: the drive would move
+# the threads' checkpoints, which a test's rollback does not undo, and the next test's
+# resume of the same (rolled-back, pending again) task would then find its interrupt gone
+# (409: a decision is bound to the live interrupt).
+DRIVE = False
 
 
 def forged(field: str, acme, globex, contract: Contract) -> object:
@@ -118,7 +123,7 @@ def test_the_valid_body_alone_is_accepted(setting, endpoint):
     """Control: the 400s above come from the extra field, not from the body."""
     acme, _, contract, legal, viewer = setting
     who, method, path, body = ENDPOINTS[endpoint]
-    with TestCase.captureOnCommitCallbacks(execute=True):
+    with TestCase.captureOnCommitCallbacks(execute=DRIVE):
         response = getattr(getattr(acme, who).client, method)(
             acme.url(path(contract, legal, viewer)), body, format="json")
     assert response.status_code in (200, 201, 202), f"{endpoint}: {response.status_code} {response.content!r}"
@@ -131,7 +136,7 @@ def test_a_batch_item_with_an_undeclared_field_is_refused_alone(setting, field):
     finance = ReviewTask.objects.get(contract=contract, kind="finance")
     before_legal = ReviewTask.objects.filter(pk=legal.pk).values().get()
 
-    with TestCase.captureOnCommitCallbacks(execute=True):
+    with TestCase.captureOnCommitCallbacks(execute=DRIVE):
         response = acme.admin.client.post(acme.url("reviews/batch-resume/"), {"items": [
             {"id": str(legal.pk), "decision": "approve", field: forged(field, acme, globex, contract)},
             {"id": str(finance.pk), "decision": "approve"},
@@ -154,7 +159,7 @@ def test_a_resume_cannot_forge_who_decided(setting):
                                         {"decision": "approve", "decided_by_username": "acme-admin"}, format="json")
     assert refused.status_code == 400
     assert "decided_by_username" in refused.json()["error"]["fields"]
-    with TestCase.captureOnCommitCallbacks(execute=True):
+    with TestCase.captureOnCommitCallbacks(execute=DRIVE):
         accepted = acme.reviewer.client.post(acme.url(f"reviews/{legal.pk}/resume/"), {"decision": "approve"},
                                              format="json")
     assert accepted.status_code == 202
