@@ -9,6 +9,9 @@ from tenants.models import TenantOwned
 
 
 class ContractStatus(models.TextChoices):
+    # A LangGraph-API thread made before its input (threads.create, then a run with the
+    # contract): no text yet, nothing to drive until the first run submits it.
+    CREATED = "created"
     SUBMITTED = "submitted"  # saved, its first run is queued (or a retry was asked for)
     RUNNING = "running"  # the thread is between two steps: a run died there and is continued
     WAITING_FOR_REVIEW = "waiting_for_review"
@@ -25,7 +28,7 @@ FINAL_STATUSES = frozenset(
 )
 
 
-RUN_STATES = ["running", "waiting_for_review", "completed", "failed"]
+RUN_STATES = ["created", "running", "waiting_for_review", "completed", "failed"]
 
 
 class Contract(TenantOwned):
@@ -46,6 +49,10 @@ class Contract(TenantOwned):
     # fallback and its reason, why the analyser was unsure and whether that alone sent
     # the contract to legal review.
     analysis = models.JSONField(default=dict, blank=True)
+    # The LangGraph API's thread metadata as its clients set it (threads.create and
+    # update); `graph_id` and `assistant_id` are never stored: every contract is a thread
+    # of the one graph (contracts.platform adds them when it shows a thread).
+    thread_metadata = models.JSONField(default=dict, blank=True)
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -90,6 +97,8 @@ class Contract(TenantOwned):
 
     @property
     def run_state(self) -> str:
+        if self.status == ContractStatus.CREATED:
+            return "created"
         if self.status in FINAL_STATUSES:
             return "completed"
         if self.status == ContractStatus.WAITING_FOR_REVIEW:
@@ -97,6 +106,45 @@ class Contract(TenantOwned):
         if self.status == ContractStatus.FAILED:
             return "failed"
         return "running"
+
+
+# --- Runs of the LangGraph-compatible API ---------------------------------------------
+
+
+class RunKind(models.TextChoices):
+    INPUT = "input"  # the contract's title and text: submits it
+    RESUME = "resume"  # command.resume: review decisions answering the thread's interrupts
+
+
+class Run(TenantOwned):
+    """One request to advance a contract's thread through the LangGraph-compatible API
+    (contracts.platform): its input, or decisions answering its interrupts. The row
+    records the request and what it carried; its status is derived from the rows the
+    request advanced (the contract, the review tasks it decided: see
+    contracts.selectors.run_status), so a run can never disagree with them, and the
+    drive, which knows nothing of runs, stays the only writer of a thread's progress."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    contract = models.ForeignKey(Contract, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=8, choices=RunKind.choices)
+    # The review tasks whose decisions a resume carried (ids as strings).
+    task_ids = models.JSONField(default=list, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    # The run options as the client sent them (stream mode, multitask strategy, ...),
+    # without the input itself (that is the contract).
+    kwargs = models.JSONField(default=dict, blank=True)
+    multitask_strategy = models.CharField(max_length=16, default="enqueue")
+    # Which prefix it came through: "langgraph" or "agent-inbox" (as in the audit trail).
+    via = models.CharField(max_length=12)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["tenant", "contract", "-created_at"], name="run_thread_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} run of {self.contract_id}"
 
 
 # --- Object permissions (thread-wide grants) -------------------------------------------

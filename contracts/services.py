@@ -17,18 +17,26 @@ from uuid import UUID
 import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, NotFound
 from contracts.graph import faults, runner
 from contracts.graph.runner import RunSnapshot
-from contracts.models import FINAL_STATUSES, Contract, ContractStatus
+from contracts.models import FINAL_STATUSES, Contract, ContractStatus, Run, RunKind
+from contracts.selectors import contract_thread_status
 from contracts.tasks import contract_drive_enqueue
 from reviews import events
 from reviews.selectors import UnappliedDecision, review_decisions_unapplied, review_decisions_unapplied_contracts
-from reviews.services import review_tasks_cancel_pending, review_tasks_mark_applied, review_tasks_sync
+from reviews.services import (
+    idempotency_remember,
+    idempotency_replay,
+    review_tasks_cancel_pending,
+    review_tasks_mark_applied,
+    review_tasks_resume_for_thread,
+    review_tasks_sync,
+)
 from tenants.models import AuditRecord, Role, Tenant
 from tenants.selectors import membership_get
 from tenants.services import audit_record
@@ -50,6 +58,138 @@ def contract_submit(*, tenant: Tenant, submitted_by: AbstractBaseUser | None, ti
         )
         contract_drive_enqueue(tenant_id=tenant.id, contract_id=contract.id)
     return contract
+
+
+# --- Threads before their contract, and runs (the LangGraph-compatible API) ---------
+
+
+def contract_thread_create(
+    *, tenant: Tenant, created_by: AbstractBaseUser, metadata: dict, contract_id: UUID | None = None
+) -> Contract:
+    """A thread before its contract (threads.create comes before any input): a contract
+    in `created`, with no title or text, which nothing drives until a run gives it its
+    input (contract_input_submit). `contract_id` is the client's own thread id; one
+    taken already, here or in another tenant, is a Conflict, the same for both."""
+    contract_id = contract_id or uuid.uuid4()
+    try:
+        with transaction.atomic():
+            return Contract.objects.create(
+                id=contract_id,
+                tenant=tenant,
+                title="",
+                text="",
+                thread_id=Contract.thread_id_for(tenant.id, contract_id),
+                status=ContractStatus.CREATED,
+                thread_metadata=metadata,
+                submitted_by=created_by,
+            )
+    except IntegrityError:
+        raise Conflict("A thread with this id exists already.", extra={"reason": "thread_exists"}) from None
+
+
+def contract_input_submit(
+    *, tenant: Tenant, contract_id: UUID | str, submitted_by: AbstractBaseUser, title: str, text: str
+) -> Contract:
+    """Give a `created` thread its contract and queue its first run, as contract_submit
+    does for a contract that comes with its text. Once only: a thread that has its
+    contract already is a Conflict (its interrupts are answered, not its input replaced)."""
+    with transaction.atomic():
+        # The row lock makes "still created?" and "now submitted" one step.
+        contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
+        if contract is None:
+            raise NotFound()
+        if contract.status != ContractStatus.CREATED:
+            raise Conflict(
+                "This thread has its contract already; answer its interrupts with command.resume.",
+                extra={"reason": "input_given", "status": contract.status},
+            )
+        contract.title, contract.text, contract.submitted_by = title, text, submitted_by
+        contract.status = ContractStatus.SUBMITTED
+        contract.save(update_fields=["title", "text", "submitted_by", "status", "updated_at"])
+        contract_drive_enqueue(tenant_id=tenant.id, contract_id=contract.pk)
+    return contract
+
+
+def contract_thread_metadata_update(*, tenant: Tenant, contract_id: UUID | str, metadata: dict) -> Contract:
+    """Merge the client's keys into the thread's metadata (threads.update)."""
+    with transaction.atomic():
+        contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
+        if contract is None:
+            raise NotFound()
+        contract.thread_metadata = {**contract.thread_metadata, **metadata}
+        contract.save(update_fields=["thread_metadata", "updated_at"])
+    return contract
+
+
+def thread_run_create(
+    *,
+    tenant: Tenant,
+    contract_id: UUID | str,
+    user: AbstractBaseUser,
+    via: str,
+    input: dict[str, str] | None = None,
+    answers: dict[str, dict] | None = None,
+    bare: dict | None = None,
+    seen_digests: frozenset[str] | None = None,
+    metadata: dict | None = None,
+    kwargs: dict | None = None,
+    multitask_strategy: str = "enqueue",
+    idempotency: tuple[str, str] | None = None,
+) -> tuple[Run, bool]:
+    """A run of the LangGraph-compatible API: a request to advance the thread, and the
+    Run row that names it, in one transaction. `input` ({"title", "text"}) submits the
+    thread's contract (contract_input_submit); `answers` or `bare` are review decisions
+    (reviews.services.review_tasks_resume_for_thread). The graph itself runs in a
+    worker, after commit, under the contract's run lease, so a run never starts while
+    another of the same thread is in flight: it is queued behind it (the lease holder
+    picks it up before giving the lease back), unless the client asked for
+    multitask_strategy="reject", which refuses it while the thread is busy.
+
+    `idempotency` (key, request fingerprint): a retry of a request gets its first run
+    back (returns (run, True)); a concurrent duplicate loses the race for the task rows
+    and then finds the first one's run. Returns (run, replayed)."""
+    contract = Contract.objects.filter(tenant=tenant, pk=contract_id).first()
+    if contract is None:
+        raise NotFound()
+    if multitask_strategy == "reject" and contract_thread_status(contract=contract) == "busy":
+        raise Conflict("Thread is already running a task; wait for it to finish or use multitask_strategy='enqueue'.",
+                       extra={"reason": "multitask_reject"})
+    with transaction.atomic():
+        if idempotency is not None:
+            replay = _run_replay(tenant=tenant, user=user, idempotency=idempotency)
+            if replay is not None:
+                return replay, True
+        try:
+            if input is not None:
+                contract_input_submit(tenant=tenant, contract_id=contract.pk, submitted_by=user, **input)
+                kind, task_ids = RunKind.INPUT, []
+            else:
+                tasks = review_tasks_resume_for_thread(
+                    tenant=tenant, contract_id=contract.pk, user=user, via=via, answers=answers, bare=bare,
+                    seen_digests=seen_digests,
+                )
+                kind, task_ids = RunKind.RESUME, [str(task.pk) for task in tasks]
+        except Conflict:
+            # A duplicate of a request that committed while this one waited for its rows.
+            replay = _run_replay(tenant=tenant, user=user, idempotency=idempotency) if idempotency else None
+            if replay is not None:
+                return replay, True
+            raise
+        run = Run.objects.create(
+            tenant=tenant, contract=contract, kind=kind, task_ids=task_ids, metadata=metadata or {},
+            kwargs=kwargs or {}, multitask_strategy=multitask_strategy, via=via, created_by=user,
+        )
+        if idempotency is not None:
+            idempotency_remember(tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1],
+                                 status=200, body={"run_id": str(run.pk)})
+    return run, False
+
+
+def _run_replay(*, tenant: Tenant, user: AbstractBaseUser, idempotency: tuple[str, str]) -> Run | None:
+    body = idempotency_replay(tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1])
+    if body is None:
+        return None
+    return Run.objects.filter(tenant=tenant, pk=body.get("run_id")).first()
 
 
 # --- The run-state mapping ----------------------------------------------------------
@@ -140,9 +280,12 @@ def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Wo
         decisions = review_decisions_unapplied(tenant_id=tenant_id, contract_id=contract_id)
         # Nothing to do for a final contract, nor for a failed one until it is asked to
         # move again: by an admin's retry (which makes it `submitted`) or by a new
-        # decision, a fresh reason to try.
-        idle = (contract.status in FINAL_STATUSES and contract.status != ContractStatus.CANCELLED) or (
-            contract.status == ContractStatus.FAILED and not decisions
+        # decision, a fresh reason to try. A `created` thread has no contract text yet:
+        # its graph must not start until its first run submits one.
+        idle = (
+            (contract.status in FINAL_STATUSES and contract.status != ContractStatus.CANCELLED)
+            or (contract.status == ContractStatus.FAILED and not decisions)
+            or contract.status == ContractStatus.CREATED
         )
         if idle:
             if contract.run_lease_owner:  # a lease left by a worker that died: clear it

@@ -136,6 +136,9 @@ class AuditRecord(TenantOwned):
         COMMAND = "command"
         WEBSOCKET = "websocket"
         SYSTEM = "system"
+        # The LangGraph-compatible API and its Agent Inbox prefix (contracts.platform).
+        LANGGRAPH = "langgraph", "LangGraph API"
+        AGENT_INBOX = "agent-inbox", "Agent Inbox"
 
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     actor_username = models.CharField(max_length=150, blank=True)

@@ -7,6 +7,10 @@ from langgraph.graph.state import CompiledStateGraph
 from contracts.graph import nodes
 from contracts.graph.state import ContractState
 
+# The graph's name where clients name it: LangGraph's graph_id, and the name of the one
+# assistant the LangGraph-compatible API serves (contracts.platform).
+GRAPH_ID = "contract_review"
+
 
 def contract_graph_build(checkpointer: BaseCheckpointSaver | None) -> CompiledStateGraph:
     """analyze -> (legal_review || finance_review) -> reviews_done -> [signoff_review | amend] -> finalize"""
