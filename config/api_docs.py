@@ -55,10 +55,11 @@ def document_unsupported_media_type(result: dict, generator, request, public) ->
             if not isinstance(operation, dict) or "requestBody" not in operation:
                 continue
             responses = operation.setdefault("responses", {})
-            if error_schema is None:
-                error_schema = next(
-                    (r["content"] for code, r in responses.items() if code.startswith("4") and "content" in r), None
-                )
+            # The operation's own error body: the LangGraph prefixes answer in another
+            # format than the REST API.
+            error_schema = next(
+                (r["content"] for code, r in responses.items() if code.startswith("4") and "content" in r), error_schema
+            )
             if "415" not in responses and error_schema is not None:
                 responses["415"] = {"content": error_schema, "description": _DESCRIPTIONS[415]}
     return result

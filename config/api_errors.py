@@ -1,6 +1,9 @@
 """One error family for the whole product and the one place it becomes HTTP.
 
-Every error body has the same shape: {"error": {"code", "message", "fields"}}.
+Every error body has the same shape: {"error": {"code", "message", "fields"}}, except
+under the LangGraph-compatible prefixes, which answer as LangGraph Platform does,
+{"detail": message, "code": code, ...} (contracts.platform.errors re-shapes this
+module's answers; error_body_for picks the shape by path).
 """
 
 from __future__ import annotations
@@ -69,12 +72,32 @@ def is_database_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, (db.OperationalError, db.InterfaceError, psycopg.OperationalError, psycopg.InterfaceError))
 
 
+DATABASE_UNAVAILABLE_MESSAGE = "The database is unavailable; retry shortly."
+
+
 def database_unavailable_body() -> dict:
-    return _body("service_unavailable", "The database is unavailable; retry shortly.")
+    return _body("service_unavailable", DATABASE_UNAVAILABLE_MESSAGE)
 
 
 def _body(code: str, message: str, fields: dict | None = None, **extra: Any) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}, **extra}}
+
+
+# Paths whose every answer is JSON: the REST API, and the LangGraph-compatible API with
+# its Agent Inbox prefix (contracts.platform), whose errors carry `detail`, the field
+# LangGraph's SDKs read.
+REST_PREFIXES = ("/api/",)
+DETAIL_PREFIXES = ("/langgraph/", "/agent-inbox/")
+JSON_PREFIXES = REST_PREFIXES + DETAIL_PREFIXES
+
+
+def detail_body(code: str, message: str, **extra: Any) -> dict:
+    return {"detail": message, "code": code, **extra}
+
+
+def error_body_for(path: str, code: str, message: str) -> dict:
+    """The error body a failure outside the views gets, in the format of its prefix."""
+    return detail_body(code, message) if path.startswith(DETAIL_PREFIXES) else _body(code, message)
 
 
 def _flatten(detail: Any) -> dict[str, list[str]]:
@@ -127,6 +150,6 @@ def page_not_found(request, exception=None):
     from django.http import JsonResponse
     from django.views import defaults
 
-    if request.path.startswith("/api/"):
-        return JsonResponse(_body("not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
+    if request.path.startswith(JSON_PREFIXES):
+        return JsonResponse(error_body_for(request.path, "not_found", "Not found."), status=status.HTTP_404_NOT_FOUND)
     return defaults.page_not_found(request, exception)

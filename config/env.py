@@ -7,6 +7,7 @@ value, so a bad deployment fails at start-up instead of at the first request.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -55,6 +56,27 @@ def env_list(name: str, default: list[str]) -> list[str]:
     items = [item.strip() for item in raw.split(",") if item.strip()]
     if not items:
         raise ImproperlyConfigured(f"{name} must be a comma-separated list, got {raw!r}")
+    return items
+
+
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+
+
+def cors_origins(name: str) -> list[str]:
+    """Comma-separated origins ("https://inbox.example.com,http://localhost:3000"), or
+    "*" alone; unset or empty: none. An origin has a scheme and a host, no path."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return []
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if items == ["*"]:
+        return items
+    for item in items:
+        if not _ORIGIN.fullmatch(item):
+            raise ImproperlyConfigured(
+                f"{name} must be '*' or comma-separated origins like https://inbox.example.com "
+                f"(scheme and host, no path), got {item!r}"
+            )
     return items
 
 

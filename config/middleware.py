@@ -1,4 +1,5 @@
-"""Under /api/ every answer is JSON, even when the failure happened outside DRF."""
+"""Under /api/ (and the LangGraph-compatible prefixes) every answer is JSON, even when
+the failure happened outside DRF."""
 
 from __future__ import annotations
 
@@ -8,9 +9,15 @@ from django.core.signals import got_request_exception
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from config.api_errors import RETRY_AFTER_SECONDS, _body, database_unavailable_body, is_database_unavailable
+from config.api_errors import (
+    DATABASE_UNAVAILABLE_MESSAGE,
+    JSON_PREFIXES,
+    RETRY_AFTER_SECONDS,
+    error_body_for,
+    is_database_unavailable,
+)
 
-API_PREFIXES = ("/api/",)
+API_PREFIXES = JSON_PREFIXES
 
 
 def is_api_path(path: str) -> bool:
@@ -39,10 +46,14 @@ class ApiJsonErrorsMiddleware:
             return response
         exc = getattr(request, "_uncaught_exception", None)
         if exc is not None and is_database_unavailable(exc):
-            replacement = JsonResponse(database_unavailable_body(), status=503)
+            replacement = JsonResponse(
+                error_body_for(request.path, "service_unavailable", DATABASE_UNAVAILABLE_MESSAGE),
+                status=503,
+            )
             replacement["Retry-After"] = str(RETRY_AFTER_SECONDS)
             return replacement
-        return JsonResponse(_body("server_error", "Internal server error."), status=response.status_code)
+        return JsonResponse(error_body_for(request.path, "server_error", "Internal server error."),
+                            status=response.status_code)
 
 
 def _is_json(response: HttpResponse) -> bool:

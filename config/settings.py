@@ -8,7 +8,7 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, env_bool, env_int, env_list, env_str, redis_url
+from config.env import cors_origins, database_from_url, env_bool, env_int, env_list, env_str, redis_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "channels",
+    "corsheaders",
     "django_tasks",
     "django_tasks_db",
     "tenants",
@@ -47,7 +48,11 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # Outermost, so it also turns errors raised by the middleware below into JSON.
+    # Outermost: answers preflights before anything else runs, and puts its headers on
+    # every answer, the JSON errors of the middleware below included (a browser client
+    # cannot read an error without them).
+    "corsheaders.middleware.CorsMiddleware",
+    # Outermost but one, so it also turns errors raised by the middleware below into JSON.
     "config.middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -141,6 +146,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The LangGraph prefixes' statuses, named as LangGraph names them.
+    "ENUM_NAME_OVERRIDES": {
+        "ThreadStatusEnum": "contracts.selectors.THREAD_STATUSES",
+        "RunStatusEnum": "contracts.platform.serializers.RUN_STATUSES",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.api_docs.document_unsupported_media_type",
@@ -148,6 +158,29 @@ SPECTACULAR_SETTINGS = {
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1_048_576, minimum=1024)
 CONTRACT_TEXT_MAX_CHARS = env_int("CONTRACT_TEXT_MAX_CHARS", 200_000, minimum=100)
+
+# --- LangGraph-compatible API (contracts.platform) ---------------------------------------
+
+# Seconds between the newline keep-alives of runs.wait / join and the heartbeats of
+# runs.stream while a worker carries out the run (the SDKs give up after 300 s of silence;
+# Agent Inbox's client reconnects after three missed heartbeats).
+LANGGRAPH_KEEPALIVE_SECONDS = env_int("LANGGRAPH_KEEPALIVE_SECONDS", 5, minimum=1)
+
+# CORS, for browser clients such as Agent Inbox, on the LangGraph prefixes only (the REST
+# API is for servers and the admin). CORS_ALLOWED_ORIGINS: comma-separated origins
+# (https://inbox.example.com), or "*" for any (safe here: tokens travel in headers, never
+# cookies, so no credentials are allowed). Unset: no cross-origin access.
+_CORS_ORIGINS = cors_origins("CORS_ALLOWED_ORIGINS")
+CORS_ALLOW_ALL_ORIGINS = _CORS_ORIGINS == ["*"]
+CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else _CORS_ORIGINS
+CORS_URLS_REGEX = r"^/(langgraph|agent-inbox)/"
+CORS_ALLOW_CREDENTIALS = False
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "user-agent", "x-api-key", "last-event-id",
+                      "idempotency-key", "if-match", "cache-control", "prefer"]
+CORS_EXPOSE_HEADERS = ["Location", "Content-Location", "X-Pagination-Total", "X-Pagination-Next"]
+# Chrome's private-network preflight: a public page (a hosted Agent Inbox) calling a
+# server on localhost or the LAN asks first, and is refused unless this is answered.
+CORS_ALLOW_PRIVATE_NETWORK = True
 
 # --- Channels -------------------------------------------------------------------------
 

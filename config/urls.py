@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularSwaggerView
 
 from config.api_docs import SchemaView
 from config.health import healthz, readyz
+from contracts.platform.urls import agent_inbox_urlpatterns, langgraph_urlpatterns
 from reviews import stream_urls
 
 tenant_api = [
@@ -21,8 +22,11 @@ urlpatterns = [
     path("api/v1/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include(stream_urls)),
     path("api/v1/tenants/<slug:tenant_slug>/", include(tenant_api)),
+    # LangGraph Platform's API per tenant (contracts.platform): get_client(url=".../langgraph/<slug>").
+    path("langgraph/<slug:tenant_slug>/", include(langgraph_urlpatterns)),
+    path("agent-inbox/<slug:tenant_slug>/", include(agent_inbox_urlpatterns)),
 ]
 
 # Unroutable paths (an id of the wrong shape, an unknown route) never reach DRF; under
-# /api/ they still answer with the one JSON error body.
+# /api/ (and the LangGraph prefixes) they still answer with their JSON error body.
 handler404 = "config.api_errors.page_not_found"

@@ -27,6 +27,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from config.wsgi import application
+from contracts.platform.serializers import ASSISTANT_ID
 from contracts.services import contract_submit
 from reviews.models import ReviewTask
 from tenants.models import ApiToken, Membership
@@ -82,12 +83,17 @@ def _openapi_path(route: str) -> str:
     return "/" + re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
 
 
+# The REST API, and the LangGraph-compatible API with its Agent Inbox prefix.
+DOCUMENTED_PREFIXES = ("api/v1/", "langgraph/", "agent-inbox/")
+DETAIL_PREFIXES = ("/langgraph/", "/agent-inbox/")
+
+
 def api_routes() -> dict[str, set[str]]:
-    """Every /api/v1/ route the URL resolver knows, with the methods its view handles,
-    except the schema and docs views themselves."""
+    """Every /api/v1/ (and LangGraph prefix) route the URL resolver knows, with the
+    methods its view handles, except the schema and docs views themselves."""
     routes: dict[str, set[str]] = {}
     for route, callback in _routes(get_resolver().url_patterns):
-        if not route.startswith("api/v1/"):
+        if not route.startswith(DOCUMENTED_PREFIXES):
             continue
         view = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
         if view is not None and issubclass(view, (SpectacularAPIView, SpectacularSwaggerView)):
@@ -115,9 +121,10 @@ def test_schema_documents_every_api_route_and_method(anon):
 
 
 def test_every_operation_documents_the_error_body(anon):
-    """Every error response is {"error": {"code", "message", ...}}, and every operation
+    """Every error response is {"error": {"code", "message", ...}} (under the LangGraph
+    prefixes {"detail", "code", ...}, as LangGraph Platform answers), and every operation
     documents at least the errors any request can meet (no credentials, not a member,
-    throttled)."""
+    throttled); /ok and /info need no credentials."""
     document = schema_json(anon)
 
     def resolved(schema: dict) -> dict:
@@ -131,12 +138,19 @@ def test_every_operation_documents_the_error_body(anon):
                 continue
             label = f"{method.upper()} {path}"
             responses = operation["responses"]
+            detail_format = path.startswith(DETAIL_PREFIXES)
+            if detail_format and path.endswith(("/ok", "/info")):
+                assert not [code for code in responses if code.startswith("4")], label
+                continue
             assert {"401", "429"} <= set(responses), f"{label}: {sorted(responses)}"
             if "{tenant_slug}" in path:
                 assert "404" in responses, label
             for code, response in responses.items():
                 if code.startswith(("4", "5")):
                     body = resolved(response["content"]["application/json"]["schema"])
+                    if detail_format:
+                        assert {"detail", "code"} <= set(body["required"]), f"{label} {code}"
+                        continue
                     assert body["required"] == ["error"], f"{label} {code}"
                     detail = resolved(body["properties"]["error"])
                     assert {"code", "message"} <= set(detail["properties"]), f"{label} {code}"
@@ -229,7 +243,11 @@ def real_ids(acme) -> dict[str, str]:
     # operations work on the viewer (never on the admin whose token makes the calls).
     return {"task_id": str(legal.pk), "reviews/{object_id}": str(finance.pk), "contract_id": str(contract.pk),
             "contracts/{object_id}": str(contract.pk), "member_id": str(viewer.pk),
-            "{member_id}/tokens": str(agent.pk), "token_id": str(ApiToken.objects.get(user=acme.agent.user).pk)}
+            "{member_id}/tokens": str(agent.pk), "token_id": str(ApiToken.objects.get(user=acme.agent.user).pk),
+            # The LangGraph prefixes: the contract's thread, and (Agent Inbox) its finance task's.
+            "langgraph/{tenant_slug}/threads/{thread_id}": str(contract.pk),
+            "agent-inbox/{tenant_slug}/threads/{thread_id}": str(finance.pk),
+            "assistant_id": ASSISTANT_ID}
 
 
 def _pins(path: str, operation, ids: dict[str, str]) -> dict[str, str]:

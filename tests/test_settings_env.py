@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import database_from_url, env_bool, env_int, env_list, env_str, redis_url
+from config.env import cors_origins, database_from_url, env_bool, env_int, env_list, env_str, redis_url
 from tests.support import HANG_GUARD_SECONDS, PROJECT_DIR, PYTHON
 
 pytestmark = pytest.mark.embedded
@@ -24,6 +24,23 @@ def test_malformed_bool_names_the_variable(monkeypatch, raw):
     with pytest.raises(ImproperlyConfigured, match=r"^DEBUG must be a boolean") as exc:
         env_bool("DEBUG", False)
     assert repr(raw) in str(exc.value)
+
+
+@pytest.mark.parametrize("raw", ["inbox.example.com", "https://inbox.example.com/", "https://a.example/path",
+                                 "*,https://a.example", "ftp://a.example", "https://a.example, https://"])
+def test_malformed_cors_origins_name_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", raw)
+    with pytest.raises(ImproperlyConfigured, match=r"^CORS_ALLOWED_ORIGINS must be"):
+        cors_origins("CORS_ALLOWED_ORIGINS")
+
+
+@pytest.mark.parametrize(("raw", "origins"), [
+    ("", []), ("*", ["*"]), ("https://inbox.example.com", ["https://inbox.example.com"]),
+    ("http://localhost:3000 , https://dev.agentinbox.ai", ["http://localhost:3000", "https://dev.agentinbox.ai"]),
+])
+def test_cors_origins_are_split_and_trimmed(monkeypatch, raw, origins):
+    monkeypatch.setenv("CORS_ALLOWED_ORIGINS", raw)
+    assert cors_origins("CORS_ALLOWED_ORIGINS") == origins
 
 
 @pytest.mark.parametrize(
