@@ -136,7 +136,13 @@ API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "HITL review API",
-    "DESCRIPTION": "Human-in-the-loop review of LangGraph runs: contracts, review queue, decisions.",
+    "DESCRIPTION": (
+        "Human-in-the-loop review of LangGraph runs: contracts, review queue, decisions, under "
+        "/api/v1/tenants/{tenant_slug}/. The same tenant also speaks LangGraph Platform's API, for langgraph-sdk "
+        "under /langgraph/{tenant_slug}/ (get_client(url=\".../langgraph/<slug>\")) and for Agent Inbox under "
+        "/agent-inbox/{tenant_slug}/ (each review task a thread with a HumanInterrupt); tokens as x-api-key or "
+        "Authorization: Bearer, errors as {\"detail\", \"code\"}."
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],

@@ -129,12 +129,12 @@ def run_status(*, run: Run, contract: Contract, tasks: list, now: datetime | Non
     return "pending"
 
 
-def run_list(*, tenant: Tenant, contract: Contract) -> QuerySet[Run]:
-    return Run.objects.filter(tenant=tenant, contract=contract).order_by("-created_at", "-pk")
+def run_list(*, tenant: Tenant, contract_id: UUID | str) -> QuerySet[Run]:
+    return Run.objects.filter(tenant=tenant, contract_id=contract_id).order_by("-created_at", "-pk")
 
 
-def run_get(*, tenant: Tenant, contract: Contract, run_id: UUID | str) -> Run:
-    run = run_list(tenant=tenant, contract=contract).filter(pk=run_id).first()
+def run_get(*, tenant: Tenant, contract_id: UUID | str, run_id: UUID | str) -> Run:
+    run = run_list(tenant=tenant, contract_id=contract_id).filter(pk=run_id).first()
     if run is None:
         raise NotFound()
     return run

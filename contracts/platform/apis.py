@@ -55,8 +55,13 @@ from tenants.models import DECIDING_ROLES, SUBMITTING_ROLES, AuditRecord, Tenant
 
 RUNNING_ROLES = SUBMITTING_ROLES | DECIDING_ROLES  # may ask for a run at all; the kind of run decides the rest
 INTERRUPT_ID = re.compile(r"[0-9a-f]{32}")
-_THREAD_ORDERINGS = {"thread_id": "pk", "status": "thread_status", "created_at": "created_at",
-                     "updated_at": "updated_at", "state_updated_at": "updated_at"}
+_THREAD_ORDERINGS = {
+    "thread_id": "pk",
+    "status": "thread_status",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "state_updated_at": "updated_at",
+}
 
 
 class EventStreamRenderer(BaseRenderer):
@@ -83,7 +88,9 @@ class PlatformView(TenantAPIView):
         return platform_exception_handler
 
     def finalize_response(self, request, response, *args, **kwargs):
-        if isinstance(response, Response) and isinstance(getattr(request, "accepted_renderer", None), EventStreamRenderer):
+        if isinstance(response, Response) and isinstance(
+            getattr(request, "accepted_renderer", None), EventStreamRenderer
+        ):
             request.accepted_renderer, request.accepted_media_type = JSONRenderer(), "application/json"
         return super().finalize_response(request, response, *args, **kwargs)
 
@@ -139,20 +146,25 @@ def assistant_check(assistant_id: str) -> None:
 class AssistantSearchApi(PlatformView):
     roles = {"POST": MEMBER_ROLES}
 
-    @extend_schema(operation_id="langgraph_assistants_search", request=AssistantSearchInputSerializer,
-                   responses={200: out.AssistantOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="langgraph_assistants_search",
+        request=AssistantSearchInputSerializer,
+        responses={200: out.AssistantOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str) -> Response:
         query = AssistantSearchInputSerializer(data=self.body())
         query.is_valid(raise_exception=True)
         q = query.validated_data
         assistant = out.assistant_json(self.tenant)
-        matches = all([
-            q.get("graph_id") in (None, assistant["graph_id"]),
-            q.get("name") in (None, assistant["name"]),
-            all(assistant["metadata"].get(k) == v for k, v in (q.get("metadata") or {}).items()),
-        ])
+        matches = all(
+            [
+                q.get("graph_id") in (None, assistant["graph_id"]),
+                q.get("name") in (None, assistant["name"]),
+                all(assistant["metadata"].get(k) == v for k, v in (q.get("metadata") or {}).items()),
+            ]
+        )
         found = [assistant] if matches else []
-        page = found[q["offset"]:q["offset"] + q["limit"]]
+        page = found[q["offset"] : q["offset"] + q["limit"]]
         if q.get("select"):
             page = [{key: a[key] for key in q["select"] if key in a} for a in page]
         return Response(page, headers={"X-Pagination-Total": str(len(found))})
@@ -161,8 +173,10 @@ class AssistantSearchApi(PlatformView):
 class AssistantDetailApi(PlatformView):
     roles = {"GET": MEMBER_ROLES}
 
-    @extend_schema(operation_id="langgraph_assistants_get",
-                   responses={200: out.AssistantOutputSerializer, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="langgraph_assistants_get",
+        responses={200: out.AssistantOutputSerializer, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, assistant_id: str) -> Response:
         assistant_check(assistant_id)
         return Response(out.assistant_json(self.tenant))
@@ -181,16 +195,21 @@ def _user_metadata(metadata: dict) -> dict:
     (there is one graph) and are never stored; another graph is not served here."""
     for key, ours in (("graph_id", out.GRAPH_ID), ("assistant_id", out.ASSISTANT_ID)):
         if key in metadata and metadata[key] != ours:
-            raise InvalidInput(f"metadata.{key}: this server runs one graph, {out.GRAPH_ID}.",
-                               fields={f"metadata.{key}": [f"Only {ours}."]})
+            raise InvalidInput(
+                f"metadata.{key}: this server runs one graph, {out.GRAPH_ID}.",
+                fields={f"metadata.{key}": [f"Only {ours}."]},
+            )
     return {key: value for key, value in metadata.items() if key not in ("graph_id", "assistant_id")}
 
 
 class ThreadCreateApi(PlatformView):
     roles = {"POST": SUBMITTING_ROLES}
 
-    @extend_schema(operation_id="langgraph_threads_create", request=ThreadCreateInputSerializer,
-                   responses={200: out.ThreadOutputSerializer, **detail_errors(400, 401, 403, 404, 409, 422, 429)})
+    @extend_schema(
+        operation_id="langgraph_threads_create",
+        request=ThreadCreateInputSerializer,
+        responses={200: out.ThreadOutputSerializer, **detail_errors(400, 401, 403, 404, 409, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str) -> Response:
         """A thread before its contract: the first run's `input` brings the contract."""
         serializer = ThreadCreateInputSerializer(data=self.body())
@@ -202,8 +221,9 @@ class ThreadCreateApi(PlatformView):
             existing = contract_thread_list(tenant=self.tenant, ids=[thread_id]).first()
             if existing is not None:
                 return Response(_thread(self.tenant, existing.pk))
-        contract = contract_thread_create(tenant=self.tenant, created_by=request.user, metadata=metadata,
-                                          contract_id=thread_id)
+        contract = contract_thread_create(
+            tenant=self.tenant, created_by=request.user, metadata=metadata, contract_id=thread_id
+        )
         return Response(_thread(self.tenant, contract.pk))
 
 
@@ -217,8 +237,11 @@ def _pagination_headers(total: int, offset: int, limit: int) -> dict[str, str]:
 class ThreadSearchApi(PlatformView):
     roles = {"POST": MEMBER_ROLES}
 
-    @extend_schema(operation_id="langgraph_threads_search", request=ThreadSearchInputSerializer,
-                   responses={200: out.ThreadOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="langgraph_threads_search",
+        request=ThreadSearchInputSerializer,
+        responses={200: out.ThreadOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str) -> Response:
         """Threads by status and metadata (`graph_id`, `assistant_id`: every thread;
         other keys: equal to the thread's), newest first by default."""
@@ -229,7 +252,7 @@ class ThreadSearchApi(PlatformView):
         if threads is None:
             return Response([], headers=_pagination_headers(0, q["offset"], q["limit"]))
         total = threads.count()
-        page = list(threads[q["offset"]:q["offset"] + q["limit"]])
+        page = list(threads[q["offset"] : q["offset"] + q["limit"]])
         pending = review_tasks_pending_for_threads(tenant=self.tenant, contract_ids=[c.pk for c in page])
         body = [out.thread_json(c, pending[c.pk], select=q.get("select")) for c in page]
         return Response(body, headers=_pagination_headers(total, q["offset"], q["limit"]))
@@ -241,13 +264,21 @@ class ThreadSearchApi(PlatformView):
                 return None  # a graph this server does not run: no thread is of it
         field = _THREAD_ORDERINGS[q.get("sort_by") or "created_at"]
         sign = "" if q.get("sort_order") == "asc" else "-"
-        return contract_thread_list(tenant=self.tenant, status=q.get("status"), ids=q.get("ids"), metadata=metadata,
-                                    ordering=[f"{sign}{field}", f"{sign}pk"])
+        return contract_thread_list(
+            tenant=self.tenant,
+            status=q.get("status"),
+            ids=q.get("ids"),
+            metadata=metadata,
+            ordering=[f"{sign}{field}", f"{sign}pk"],
+        )
 
 
 class ThreadCountApi(ThreadSearchApi):
-    @extend_schema(operation_id="langgraph_threads_count", request=ThreadCountInputSerializer,
-                   responses={200: OpenApiTypes.INT, **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="langgraph_threads_count",
+        request=ThreadCountInputSerializer,
+        responses={200: OpenApiTypes.INT, **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str) -> Response:
         query = ThreadCountInputSerializer(data=self.body())
         query.is_valid(raise_exception=True)
@@ -258,14 +289,19 @@ class ThreadCountApi(ThreadSearchApi):
 class ThreadDetailApi(PlatformView):
     roles = {"GET": MEMBER_ROLES, "PATCH": SUBMITTING_ROLES}
 
-    @extend_schema(operation_id="langgraph_threads_get",
-                   parameters=[OpenApiParameter("include", str, many=True, required=False)],
-                   responses={200: out.ThreadOutputSerializer, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="langgraph_threads_get",
+        parameters=[OpenApiParameter("include", str, many=True, required=False)],
+        responses={200: out.ThreadOutputSerializer, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         return Response(_thread(self.tenant, thread_id))
 
-    @extend_schema(operation_id="langgraph_threads_update", request=ThreadPatchInputSerializer,
-                   responses={200: out.ThreadOutputSerializer, **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="langgraph_threads_update",
+        request=ThreadPatchInputSerializer,
+        responses={200: out.ThreadOutputSerializer, **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def patch(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         """Merge metadata keys into the thread's."""
         serializer = ThreadPatchInputSerializer(data=self.body())
@@ -280,9 +316,11 @@ class ThreadDetailApi(PlatformView):
 class ThreadStateApi(PlatformView):
     roles = {"GET": MEMBER_ROLES, "POST": ADMIN_ROLES}
 
-    @extend_schema(operation_id="langgraph_threads_get_state",
-                   parameters=[OpenApiParameter("subgraphs", bool, required=False)],
-                   responses={200: out.ThreadStateOutputSerializer, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="langgraph_threads_get_state",
+        parameters=[OpenApiParameter("subgraphs", bool, required=False)],
+        responses={200: out.ThreadStateOutputSerializer, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         """LangGraph's own state of the thread (read from the checkpointer), with the
         interrupts our review tasks say wait for a human."""
@@ -291,8 +329,11 @@ class ThreadStateApi(PlatformView):
         pending = review_tasks_pending_for_thread(tenant=self.tenant, contract_id=contract.pk)
         return Response(out.state_json(contract, state, pending))
 
-    @extend_schema(operation_id="langgraph_threads_update_state", request=StateUpdateInputSerializer,
-                   responses={200: out.StateUpdateOutputSerializer, **detail_errors(400, 401, 403, 404, 409, 422, 429)})
+    @extend_schema(
+        operation_id="langgraph_threads_update_state",
+        request=StateUpdateInputSerializer,
+        responses={200: out.StateUpdateOutputSerializer, **detail_errors(400, 401, 403, 404, 409, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         """Only `{values: null, as_node: "__end__"}` (Agent Inbox's "resolve"): ends the
         thread, i.e. cancels its contract, as a tenant admin's cancel."""
@@ -312,16 +353,22 @@ def resume_split(resume: Any) -> tuple[dict[str, dict] | None, dict | None]:
     if isinstance(resume, dict) and resume and all(isinstance(k, str) and INTERRUPT_ID.fullmatch(k) for k in resume):
         for interrupt_id, answer in resume.items():
             if not isinstance(answer, dict):
-                raise InvalidInput(f'command.resume.{interrupt_id}: expected a decision object like {{"decision": "approve"}}.',
-                                   fields={f"command.resume.{interrupt_id}": ["Expected an object."]})
+                raise InvalidInput(
+                    f'command.resume.{interrupt_id}: expected a decision object like {{"decision": "approve"}}.',
+                    fields={f"command.resume.{interrupt_id}": ["Expected an object."]},
+                )
         return resume, None
     if isinstance(resume, dict) and resume:
         if any(isinstance(k, str) and INTERRUPT_ID.fullmatch(k) for k in resume):
-            raise InvalidInput("command.resume: mixes interrupt ids and decision fields.",
-                               fields={"command.resume": ["Either {interrupt id: decision} or one decision."]})
+            raise InvalidInput(
+                "command.resume: mixes interrupt ids and decision fields.",
+                fields={"command.resume": ["Either {interrupt id: decision} or one decision."]},
+            )
         return None, resume
-    raise InvalidInput('command.resume: expected {"<interrupt id>": {"decision": ...}} or one {"decision": ...}.',
-                       fields={"command.resume": ["Expected a decision object, or a map of them by interrupt id."]})
+    raise InvalidInput(
+        'command.resume: expected {"<interrupt id>": {"decision": ...}} or one {"decision": ...}.',
+        fields={"command.resume": ["Expected a decision object, or a map of them by interrupt id."]},
+    )
 
 
 def seen_digests(request: Request) -> frozenset[str] | None:
@@ -337,8 +384,10 @@ def idempotency_of(request: Request) -> tuple[str, str] | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 200 or not key.isprintable() or not key.isascii():
-        raise InvalidInput("Idempotency-Key: 1 to 200 printable ASCII characters.",
-                           fields={"Idempotency-Key": ["1 to 200 printable ASCII characters."]})
+        raise InvalidInput(
+            "Idempotency-Key: 1 to 200 printable ASCII characters.",
+            fields={"Idempotency-Key": ["1 to 200 printable ASCII characters."]},
+        )
     return key, request_fingerprint(request)
 
 
@@ -349,9 +398,14 @@ def run_request(view: PlatformView, *, contract: Contract, data: dict, answers_f
     takes ours as they are; Agent Inbox's translates its HumanResponse)."""
     request = view.request
     common = dict(
-        tenant=view.tenant, contract_id=contract.pk, user=request.user, via=view.via,
-        metadata=data.get("metadata") or {}, kwargs=out.run_kwargs(data),
-        multitask_strategy=data.get("multitask_strategy") or "enqueue", idempotency=idempotency_of(request),
+        tenant=view.tenant,
+        contract_id=contract.pk,
+        user=request.user,
+        via=view.via,
+        metadata=data.get("metadata") or {},
+        kwargs=out.run_kwargs(data),
+        multitask_strategy=data.get("multitask_strategy") or "enqueue",
+        idempotency=idempotency_of(request),
     )
     if data.get("input") is not None:
         view.role_check(SUBMITTING_ROLES, "submit a contract")
@@ -368,8 +422,9 @@ def _named_after_resume(exc: InvalidInput, bare: bool) -> InvalidInput:
     """A decision's field errors, named where the client put the decision."""
     ids = exc.extra.get("interrupt_ids") or []
     prefix = "command.resume" if bare or not ids else f"command.resume.{ids[0]}"
-    fields = {f"{prefix}.{name}" if name != "non_field_errors" else prefix: messages
-              for name, messages in exc.fields.items()}
+    fields = {
+        f"{prefix}.{name}" if name != "non_field_errors" else prefix: messages for name, messages in exc.fields.items()
+    }
     first = next(iter(fields.items()), (prefix, [exc.message]))
     return InvalidInput(f"{first[0]}: {first[1][0]}", fields=fields, extra=exc.extra)
 
@@ -389,16 +444,22 @@ def run_nodes(run: Run, contract: Contract, tasks: list, pending: list, status: 
 
 def native_progress(*, tenant: Tenant, contract_id: UUID, run_id: UUID) -> RunProgress:
     """Where a run stands, and once it has ended its output (values, with __interrupt__
-    when the thread waits for people), from our rows."""
-    contract = contract_thread_get(tenant=tenant, contract_id=contract_id)
-    run = run_get(tenant=tenant, contract=contract, run_id=run_id)
+    when the thread waits for people), from our rows.
+
+    Read in this order because each statement sees what has committed by then: the
+    run's tasks (whose applied_at says a resume is done) before the contract whose
+    values are the output. The drive writes both in one transaction, so a task seen
+    applied means the contract read after it has that pass's outcome."""
+    run = run_get(tenant=tenant, contract_id=contract_id, run_id=run_id)
     tasks = review_tasks_get_many(tenant=tenant, task_ids=run.task_ids)
+    contract = contract_thread_get(tenant=tenant, contract_id=contract_id)
     status = run_status(run=run, contract=contract, tasks=tasks)
     if status not in DONE:
         return RunProgress(status=status, nodes=run_nodes(run, contract, tasks, [], status))
     pending = review_tasks_pending_for_thread(tenant=tenant, contract_id=contract.pk)
-    output = out.run_output(out.thread_values(contract), pending,
-                            error=out.thread_error(contract) if status == "error" else None)
+    output = out.run_output(
+        out.thread_values(contract), pending, error=out.thread_error(contract) if status == "error" else None
+    )
     return RunProgress(status=status, output=output, nodes=run_nodes(run, contract, tasks, pending, status))
 
 
@@ -420,8 +481,10 @@ def wait_response(poll, *, thread_id: str, run_id: str) -> StreamingHttpResponse
 
 def stream_response(poll, *, thread_id: str, run_id: str, modes: list[str]) -> StreamingHttpResponse:
     paths = run_paths(thread_id, run_id)
-    response = StreamingHttpResponse(event_stream(poll, run_id=run_id, thread_id=thread_id, modes=modes),
-                                     content_type="text/event-stream; charset=utf-8")
+    response = StreamingHttpResponse(
+        event_stream(poll, run_id=run_id, thread_id=thread_id, modes=modes),
+        content_type="text/event-stream; charset=utf-8",
+    )
     response["Location"] = paths["stream"]
     response["Content-Location"] = paths["run"]
     response["Cache-Control"] = "no-store"
@@ -432,11 +495,21 @@ def stream_response(poll, *, thread_id: str, run_id: str, modes: list[str]) -> S
 
 _RUN_ERRORS = detail_errors(400, 401, 403, 404, 409, 422, 429)
 _IDEMPOTENCY_HEADERS = [
-    OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False,
-                     description="A retry with the same key and body gets the first run back, with no second effect."),
-    OpenApiParameter("If-Match", str, OpenApiParameter.HEADER, required=False,
-                     description="Payload digests of the interrupts as you saw them (\"d1\", \"d2\"): a decision on "
-                     "an interrupt that shows something else now is refused (409)."),
+    OpenApiParameter(
+        "Idempotency-Key",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description="A retry with the same key and body gets the first run back, with no second effect.",
+    ),
+    OpenApiParameter(
+        "If-Match",
+        str,
+        OpenApiParameter.HEADER,
+        required=False,
+        description='Payload digests of the interrupts as you saw them ("d1", "d2"): a decision on '
+        "an interrupt that shows something else now is refused (409).",
+    ),
 ]
 
 
@@ -462,8 +535,9 @@ class _RunCreateView(PlatformView):
                 if data.get("if_not_exists") != "create" or data.get("input") is None:
                     raise NotFound(f"Thread {thread_id} not found.")
                 self.role_check(SUBMITTING_ROLES, "submit a contract")
-                contract = contract_thread_create(tenant=self.tenant, created_by=self.request.user, metadata={},
-                                                  contract_id=thread_id)
+                contract = contract_thread_create(
+                    tenant=self.tenant, created_by=self.request.user, metadata={}, contract_id=thread_id
+                )
         run, _ = run_request(self, contract=contract, data=data)
         return run, contract, data
 
@@ -480,31 +554,44 @@ class _RunCreateView(PlatformView):
 class ThreadRunListCreateApi(_RunCreateView):
     roles = {"GET": MEMBER_ROLES, "POST": RUNNING_ROLES}
 
-    @extend_schema(operation_id="langgraph_runs_list",
-                   parameters=[OpenApiParameter("limit", int, required=False), OpenApiParameter("offset", int, required=False),
-                               OpenApiParameter("status", str, required=False, enum=list(out.RUN_STATUSES))],
-                   responses={200: out.RunOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="langgraph_runs_list",
+        parameters=[
+            OpenApiParameter("limit", int, required=False),
+            OpenApiParameter("offset", int, required=False),
+            OpenApiParameter("status", str, required=False, enum=list(out.RUN_STATUSES)),
+        ],
+        responses={200: out.RunOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         query = _RunListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
         contract = contract_thread_get(tenant=self.tenant, contract_id=thread_id)
-        runs = list(run_list(tenant=self.tenant, contract=contract)[:500])
-        tasks = {str(t.pk): t for t in review_tasks_get_many(tenant=self.tenant,
-                                                             task_ids=[i for r in runs for i in r.task_ids])}
+        runs = list(run_list(tenant=self.tenant, contract_id=contract.pk)[:500])
+        tasks = {
+            str(t.pk): t
+            for t in review_tasks_get_many(tenant=self.tenant, task_ids=[i for r in runs for i in r.task_ids])
+        }
         listed = []
         for run in runs:
             status = run_status(run=run, contract=contract, tasks=[tasks[i] for i in run.task_ids if i in tasks])
             if q.get("status") in (None, status):
                 listed.append(out.run_json(run, thread_id=str(contract.pk), status=status))
-        return Response(listed[q["offset"]:q["offset"] + q["limit"]])
+        return Response(listed[q["offset"] : q["offset"] + q["limit"]])
 
-    @extend_schema(operation_id="langgraph_runs_create", request=RunCreateInputSerializer,
-                   parameters=_IDEMPOTENCY_HEADERS, responses={200: out.RunOutputSerializer, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="langgraph_runs_create",
+        request=RunCreateInputSerializer,
+        parameters=_IDEMPOTENCY_HEADERS,
+        responses={200: out.RunOutputSerializer, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID | None = None) -> Response:
         """Start a run and answer at once with it (pending: a worker carries it out)."""
         run, contract, _ = self.run_create(thread_id)
-        return Response(self.run_body(run, contract), headers={"Content-Location": run_paths(str(contract.pk), str(run.pk))["run"]})
+        return Response(
+            self.run_body(run, contract), headers={"Content-Location": run_paths(str(contract.pk), str(run.pk))["run"]}
+        )
 
 
 class _RunListQuerySerializer(serializers.Serializer):
@@ -517,16 +604,22 @@ class _RunListQuerySerializer(serializers.Serializer):
 _WAIT_RESPONSE = OpenApiResponse(
     OpenApiTypes.OBJECT,
     description="The run's output once it ends: the thread's values, with `__interrupt__` (the pending interrupts) "
-    "when it waits for people, or `__error__`. Newlines are sent every few seconds until then.")
+    "when it waits for people, or `__error__`. Newlines are sent every few seconds until then.",
+)
 _STREAM_RESPONSE = OpenApiResponse(
     OpenApiTypes.STR,
     description="Server-sent events: `metadata`, then per stream mode `events` (on_chain_start per node), `updates`, "
-    "`values` (with `__interrupt__`), or `error`; `: heartbeat` comments while the run goes on.")
+    "`values` (with `__interrupt__`), or `error`; `: heartbeat` comments while the run goes on.",
+)
 
 
 class ThreadRunWaitApi(_RunCreateView):
-    @extend_schema(operation_id="langgraph_runs_wait", request=RunCreateInputSerializer, parameters=_IDEMPOTENCY_HEADERS,
-                   responses={200: _WAIT_RESPONSE, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="langgraph_runs_wait",
+        request=RunCreateInputSerializer,
+        parameters=_IDEMPOTENCY_HEADERS,
+        responses={200: _WAIT_RESPONSE, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID | None = None) -> StreamingHttpResponse:
         """Start a run and answer with its output when it ends (streamed, newline
         keep-alives meanwhile; `Location` rejoins it)."""
@@ -535,14 +628,18 @@ class ThreadRunWaitApi(_RunCreateView):
 
 
 class ThreadRunStreamApi(_RunCreateView):
-    @extend_schema(operation_id="langgraph_runs_stream", request=RunCreateInputSerializer,
-                   parameters=_IDEMPOTENCY_HEADERS,
-                   responses={(200, "text/event-stream"): _STREAM_RESPONSE, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="langgraph_runs_stream",
+        request=RunCreateInputSerializer,
+        parameters=_IDEMPOTENCY_HEADERS,
+        responses={(200, "text/event-stream"): _STREAM_RESPONSE, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID | None = None) -> StreamingHttpResponse:
         """Start a run and stream its events until it ends."""
         run, contract, data = self.run_create(thread_id)
-        return stream_response(self.poll(contract, run), thread_id=str(contract.pk), run_id=str(run.pk),
-                               modes=data["stream_mode"])
+        return stream_response(
+            self.poll(contract, run), thread_id=str(contract.pk), run_id=str(run.pk), modes=data["stream_mode"]
+        )
 
 
 class StatelessRunCreateApi(ThreadRunListCreateApi):
@@ -551,22 +648,31 @@ class StatelessRunCreateApi(ThreadRunListCreateApi):
     roles = {"POST": RUNNING_ROLES}
     http_method_names = ["post", "options"]
 
-    @extend_schema(operation_id="langgraph_runs_create_stateless", request=RunCreateInputSerializer,
-                   responses={200: out.RunOutputSerializer, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="langgraph_runs_create_stateless",
+        request=RunCreateInputSerializer,
+        responses={200: out.RunOutputSerializer, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str) -> Response:
         return super().post(request, tenant_slug, None)
 
 
 class StatelessRunWaitApi(ThreadRunWaitApi):
-    @extend_schema(operation_id="langgraph_runs_wait_stateless", request=RunCreateInputSerializer,
-                   responses={200: _WAIT_RESPONSE, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="langgraph_runs_wait_stateless",
+        request=RunCreateInputSerializer,
+        responses={200: _WAIT_RESPONSE, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str) -> StreamingHttpResponse:
         return super().post(request, tenant_slug, None)
 
 
 class StatelessRunStreamApi(ThreadRunStreamApi):
-    @extend_schema(operation_id="langgraph_runs_stream_stateless", request=RunCreateInputSerializer,
-                   responses={(200, "text/event-stream"): _STREAM_RESPONSE, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="langgraph_runs_stream_stateless",
+        request=RunCreateInputSerializer,
+        responses={(200, "text/event-stream"): _STREAM_RESPONSE, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str) -> StreamingHttpResponse:
         return super().post(request, tenant_slug, None)
 
@@ -574,13 +680,15 @@ class StatelessRunStreamApi(ThreadRunStreamApi):
 class _RunView(_RunCreateView):
     def run_of(self, thread_id: UUID, run_id: UUID) -> tuple[Run, Contract]:
         contract = contract_thread_get(tenant=self.tenant, contract_id=thread_id)
-        return run_get(tenant=self.tenant, contract=contract, run_id=run_id), contract
+        return run_get(tenant=self.tenant, contract_id=contract.pk, run_id=run_id), contract
 
 
 class RunDetailApi(_RunView):
     roles = {"GET": MEMBER_ROLES}
 
-    @extend_schema(operation_id="langgraph_runs_get", responses={200: out.RunOutputSerializer, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="langgraph_runs_get", responses={200: out.RunOutputSerializer, **detail_errors(401, 403, 404, 429)}
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID, run_id: UUID) -> Response:
         run, contract = self.run_of(thread_id, run_id)
         return Response(self.run_body(run, contract))
@@ -589,9 +697,11 @@ class RunDetailApi(_RunView):
 class RunJoinApi(_RunView):
     roles = {"GET": MEMBER_ROLES}
 
-    @extend_schema(operation_id="langgraph_runs_join",
-                   parameters=[OpenApiParameter("cancel_on_disconnect", str, required=False)],
-                   responses={200: _WAIT_RESPONSE, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="langgraph_runs_join",
+        parameters=[OpenApiParameter("cancel_on_disconnect", str, required=False)],
+        responses={200: _WAIT_RESPONSE, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID, run_id: UUID) -> StreamingHttpResponse:
         """The run's output when it ends, as runs.wait answers it."""
         run, contract = self.run_of(thread_id, run_id)
@@ -613,10 +723,14 @@ def join_stream_query(request: Request) -> dict:
 class RunJoinStreamApi(_RunView):
     roles = {"GET": MEMBER_ROLES}
 
-    @extend_schema(operation_id="langgraph_runs_join_stream",
-                   parameters=[OpenApiParameter("stream_mode", str, many=True, required=False, enum=list(out.STREAM_MODES)),
-                               OpenApiParameter("cancel_on_disconnect", str, required=False)],
-                   responses={(200, "text/event-stream"): _STREAM_RESPONSE, **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="langgraph_runs_join_stream",
+        parameters=[
+            OpenApiParameter("stream_mode", str, many=True, required=False, enum=list(out.STREAM_MODES)),
+            OpenApiParameter("cancel_on_disconnect", str, required=False),
+        ],
+        responses={(200, "text/event-stream"): _STREAM_RESPONSE, **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID, run_id: UUID) -> StreamingHttpResponse:
         """The run's events from now until it ends (no replay: events carry no ids)."""
         query = _JoinStreamQuerySerializer(data=join_stream_query(request))
@@ -629,9 +743,12 @@ class RunJoinStreamApi(_RunView):
 class RunCancelApi(_RunView):
     roles = {"POST": RUNNING_ROLES}
 
-    @extend_schema(operation_id="langgraph_runs_cancel", request=None,
-                   parameters=[OpenApiParameter("wait", str, required=False), OpenApiParameter("action", str, required=False)],
-                   responses={409: detail_errors(409)[409], **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="langgraph_runs_cancel",
+        request=None,
+        parameters=[OpenApiParameter("wait", str, required=False), OpenApiParameter("action", str, required=False)],
+        responses={409: detail_errors(409)[409], **detail_errors(401, 403, 404, 429)},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID, run_id: UUID) -> Response:
         """Refused: a run here is a contract's input or review decisions, recorded once
         and audited; it is carried out, never taken back. To stop a contract, end its
@@ -640,6 +757,8 @@ class RunCancelApi(_RunView):
         status = self.run_body(run, contract)["status"]
         if status in DONE:
             raise Conflict("The run has ended already.", extra={"reason": "run_ended", "status": status})
-        raise Conflict("A run cannot be cancelled here: its input or decisions are recorded and carried out once. "
-                       "End the thread instead (update_state with as_node \"__end__\", tenant admins).",
-                       extra={"reason": "not_cancellable", "status": status})
+        raise Conflict(
+            "A run cannot be cancelled here: its input or decisions are recorded and carried out once. "
+            'End the thread instead (update_state with as_node "__end__", tenant admins).',
+            extra={"reason": "not_cancellable", "status": status},
+        )

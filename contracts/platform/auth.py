@@ -49,7 +49,11 @@ if OpenApiAuthenticationExtension is not None:
 
         def get_security_definition(self, auto_schema):
             return [
-                {"type": "apiKey", "in": "header", "name": "x-api-key",
-                 "description": "An API token (the same tokens as the REST API's)."},
+                {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "x-api-key",
+                    "description": "An API token (the same tokens as the REST API's).",
+                },
                 {"type": "http", "scheme": "bearer", "description": "An API token as Authorization: Bearer <token>."},
             ]

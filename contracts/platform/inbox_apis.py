@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from config.api_errors import InvalidInput, NotFound
-from contracts.models import Contract, Run
+from contracts.models import Run
 from contracts.platform import apis
 from contracts.platform import serializers as out
 from contracts.platform.apis import (
@@ -59,25 +59,43 @@ from contracts.selectors import contract_thread_get, run_list, run_status
 from contracts.services import contract_cancel
 from reviews.agent_inbox import decision_from_responses, human_interrupt, inbox_thread_values
 from reviews.models import ReviewStatus, ReviewTask
-from reviews.selectors import review_task_can_resume, review_task_thread_get, review_task_thread_list, review_tasks_get_many
+from reviews.selectors import (
+    review_task_can_resume,
+    review_task_thread_get,
+    review_task_thread_list,
+    review_tasks_get_many,
+)
 from tenants.apis import ADMIN_ROLES, PEOPLE_ROLES
 from tenants.models import DECIDING_ROLES, AuditRecord, Tenant
 
 INBOX_METADATA_KEYS = ("kind", "contract_id", "review_task_id")
-_ORDERINGS = {"thread_id": "pk", "status": "thread_status", "created_at": "created_at", "updated_at": "updated_at",
-              "state_updated_at": "updated_at"}
+_ORDERINGS = {
+    "thread_id": "pk",
+    "status": "thread_status",
+    "created_at": "created_at",
+    "updated_at": "updated_at",
+    "state_updated_at": "updated_at",
+}
 
 
 def _metadata(task: ReviewTask) -> dict[str, Any]:
-    return {"graph_id": out.GRAPH_ID, "assistant_id": out.ASSISTANT_ID, "kind": task.kind,
-            "contract_id": str(task.contract_id), "review_task_id": str(task.pk)}
+    return {
+        "graph_id": out.GRAPH_ID,
+        "assistant_id": out.ASSISTANT_ID,
+        "kind": task.kind,
+        "contract_id": str(task.contract_id),
+        "review_task_id": str(task.pk),
+    }
 
 
 def _interrupt(task: ReviewTask, *, can_decide: bool) -> dict[str, Any]:
     # The value is a list of one HumanInterrupt: the graph-side idiom Agent Inbox reads
     # (`response = interrupt([request])[0]`).
-    return {"id": task.interrupt_id, "value": [human_interrupt(task, can_decide=can_decide)],
-            "payload_digest": task.payload_digest}
+    return {
+        "id": task.interrupt_id,
+        "value": [human_interrupt(task, can_decide=can_decide)],
+        "payload_digest": task.payload_digest,
+    }
 
 
 def inbox_thread_json(task: ReviewTask, *, can_decide: bool, select: list[str] | None = None) -> dict[str, Any]:
@@ -105,14 +123,18 @@ class InboxView(PlatformView):
 
     def can_decide(self, task: ReviewTask) -> bool:
         return task.status == ReviewStatus.PENDING and review_task_can_resume(
-            task=task, user=self.request.user, membership=self.membership)
+            task=task, user=self.request.user, membership=self.membership
+        )
 
 
 class InboxThreadSearchApi(InboxView):
     roles = {"POST": PEOPLE_ROLES}
 
-    @extend_schema(operation_id="agent_inbox_threads_search", request=ThreadSearchInputSerializer,
-                   responses={200: out.ThreadOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_threads_search",
+        request=ThreadSearchInputSerializer,
+        responses={200: out.ThreadOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str) -> Response:
         """The caller's inbox: the review tasks they may decide, one thread each, newest
         first; metadata filters on graph_id, assistant_id, kind, contract_id."""
@@ -123,11 +145,13 @@ class InboxThreadSearchApi(InboxView):
         if tasks is None:
             return Response([], headers=_pagination_headers(0, q["offset"], q["limit"]))
         total = tasks.count()
-        page = list(tasks[q["offset"]:q["offset"] + q["limit"]])
+        page = list(tasks[q["offset"] : q["offset"] + q["limit"]])
         # Listed tasks are the caller's to decide (pending ones; four eyes is checked
         # when they answer).
-        body = [inbox_thread_json(task, can_decide=task.status == ReviewStatus.PENDING, select=q.get("select"))
-                for task in page]
+        body = [
+            inbox_thread_json(task, can_decide=task.status == ReviewStatus.PENDING, select=q.get("select"))
+            for task in page
+        ]
         return Response(body, headers=_pagination_headers(total, q["offset"], q["limit"]))
 
     def _tasks(self, q: dict):
@@ -138,8 +162,13 @@ class InboxThreadSearchApi(InboxView):
         unknown = set(metadata) - set(INBOX_METADATA_KEYS)
         if unknown:
             return None  # no review task has such metadata
-        tasks = review_task_thread_list(tenant=self.tenant, user=self.request.user, membership=self.membership,
-                                        status=q.get("status"), kind=metadata.get("kind"))
+        tasks = review_task_thread_list(
+            tenant=self.tenant,
+            user=self.request.user,
+            membership=self.membership,
+            status=q.get("status"),
+            kind=metadata.get("kind"),
+        )
         try:
             if "contract_id" in metadata:
                 tasks = tasks.filter(contract_id=UUID(str(metadata["contract_id"])))
@@ -158,8 +187,11 @@ class InboxThreadSearchApi(InboxView):
 
 
 class InboxThreadCountApi(InboxThreadSearchApi):
-    @extend_schema(operation_id="agent_inbox_threads_count", request=ThreadCountInputSerializer,
-                   responses={200: OpenApiTypes.INT, **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_threads_count",
+        request=ThreadCountInputSerializer,
+        responses={200: OpenApiTypes.INT, **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str) -> Response:
         query = ThreadCountInputSerializer(data=self.body())
         query.is_valid(raise_exception=True)
@@ -170,9 +202,11 @@ class InboxThreadCountApi(InboxThreadSearchApi):
 class InboxThreadDetailApi(InboxView):
     roles = {"GET": PEOPLE_ROLES}
 
-    @extend_schema(operation_id="agent_inbox_threads_get",
-                   parameters=[OpenApiParameter("include", str, many=True, required=False)],
-                   responses={200: out.ThreadOutputSerializer, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_threads_get",
+        parameters=[OpenApiParameter("include", str, many=True, required=False)],
+        responses={200: out.ThreadOutputSerializer, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         task = self.task(thread_id)
         return Response(inbox_thread_json(task, can_decide=self.can_decide(task)))
@@ -183,8 +217,22 @@ def inbox_state_json(task: ReviewTask, *, can_decide: bool) -> dict[str, Any]:
     pending = task.status == ReviewStatus.PENDING
     node = NODE_OF_KIND.get(task.kind, task.kind)
     interrupts = [_interrupt(task, can_decide=can_decide)] if pending else []
-    tasks = [{"id": thread_id, "name": node, "path": ["__pregel_pull", node], "error": None, "interrupts": interrupts,
-              "checkpoint": None, "state": None, "result": None}] if pending else []
+    tasks = (
+        [
+            {
+                "id": thread_id,
+                "name": node,
+                "path": ["__pregel_pull", node],
+                "error": None,
+                "interrupts": interrupts,
+                "checkpoint": None,
+                "state": None,
+                "result": None,
+            }
+        ]
+        if pending
+        else []
+    )
     return {
         "values": inbox_thread_values(task),
         "next": [node] if pending else [],
@@ -202,15 +250,20 @@ def inbox_state_json(task: ReviewTask, *, can_decide: bool) -> dict[str, Any]:
 class InboxThreadStateApi(InboxView):
     roles = {"GET": PEOPLE_ROLES, "POST": ADMIN_ROLES}
 
-    @extend_schema(operation_id="agent_inbox_threads_get_state",
-                   parameters=[OpenApiParameter("subgraphs", bool, required=False)],
-                   responses={200: out.ThreadStateOutputSerializer, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_threads_get_state",
+        parameters=[OpenApiParameter("subgraphs", bool, required=False)],
+        responses={200: out.ThreadStateOutputSerializer, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         task = self.task(thread_id)
         return Response(inbox_state_json(task, can_decide=self.can_decide(task)))
 
-    @extend_schema(operation_id="agent_inbox_threads_update_state", request=StateUpdateInputSerializer,
-                   responses={200: out.StateUpdateOutputSerializer, **detail_errors(400, 401, 403, 404, 409, 422, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_threads_update_state",
+        request=StateUpdateInputSerializer,
+        responses={200: out.StateUpdateOutputSerializer, **detail_errors(400, 401, 403, 404, 409, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         """Agent Inbox's "resolve" ({values: null, as_node: "__end__"}): the task's
         contract is cancelled, every task of it closed, as a tenant admin's cancel
@@ -218,16 +271,20 @@ class InboxThreadStateApi(InboxView):
         serializer = StateUpdateInputSerializer(data=self.body())
         serializer.is_valid(raise_exception=True)
         task = self.task(thread_id)
-        contract_cancel(tenant=self.tenant, contract_id=task.contract_id, user=request.user, via=self.via,
-                        task_id=task.pk)
+        contract_cancel(
+            tenant=self.tenant, contract_id=task.contract_id, user=request.user, via=self.via, task_id=task.pk
+        )
         return Response({"checkpoint": out.checkpoint_json(str(task.pk), None)})
 
 
 def inbox_progress(*, tenant: Tenant, task_id: UUID, run_id: UUID) -> RunProgress:
+    """As apis.native_progress, for a review task's thread: the run's tasks are read
+    before the rows the output comes from (see there why)."""
+    task = review_task_thread_get(tenant=tenant, task_id=task_id)
+    run = _run_of_task(tenant, task, run_id)
+    tasks = review_tasks_get_many(tenant=tenant, task_ids=run.task_ids)
     task = review_task_thread_get(tenant=tenant, task_id=task_id)
     contract = contract_thread_get(tenant=tenant, contract_id=task.contract_id)
-    run = _run_of_task(tenant, contract, task, run_id)
-    tasks = review_tasks_get_many(tenant=tenant, task_ids=run.task_ids)
     status = run_status(run=run, contract=contract, tasks=tasks)
     nodes = run_nodes(run, contract, tasks, [], status)
     if status not in DONE:
@@ -240,8 +297,8 @@ def inbox_progress(*, tenant: Tenant, task_id: UUID, run_id: UUID) -> RunProgres
     return RunProgress(status=status, output=output, nodes=nodes)
 
 
-def _run_of_task(tenant: Tenant, contract: Contract, task: ReviewTask, run_id: UUID | str) -> Run:
-    run = run_list(tenant=tenant, contract=contract).filter(pk=run_id).first()
+def _run_of_task(tenant: Tenant, task: ReviewTask, run_id: UUID | str) -> Run:
+    run = run_list(tenant=tenant, contract_id=task.contract_id).filter(pk=run_id).first()
     if run is None or str(task.pk) not in run.task_ids:
         raise NotFound()
     return run
@@ -257,12 +314,19 @@ class _InboxRunView(InboxView):
         assistant_check(data["assistant_id"])
         task = self.task(thread_id)
         if data.get("input") is not None:
-            raise InvalidInput("input: threads here are review tasks; answer with command.resume, or submit "
-                               "contracts through the /langgraph/ prefix.", fields={"input": ["Not accepted here."]})
+            raise InvalidInput(
+                "input: threads here are review tasks; answer with command.resume, or submit "
+                "contracts through the /langgraph/ prefix.",
+                fields={"input": ["Not accepted here."]},
+            )
         contract = contract_thread_get(tenant=self.tenant, contract_id=task.contract_id)
         # Agent Inbox answers with a bare value: it is this thread's (this task's) one interrupt.
-        run, _ = run_request(self, contract=contract, data=data, answers_for=lambda resume: (
-            {task.interrupt_id: decision_from_responses(resume, task)}, None))
+        run, _ = run_request(
+            self,
+            contract=contract,
+            data=data,
+            answers_for=lambda resume: ({task.interrupt_id: decision_from_responses(resume, task)}, None),
+        )
         return run, task, data
 
     def poll(self, task: ReviewTask, run: Run):
@@ -278,49 +342,70 @@ class _InboxRunView(InboxView):
 class InboxRunListCreateApi(_InboxRunView):
     roles = {"GET": PEOPLE_ROLES, "POST": DECIDING_ROLES}
 
-    @extend_schema(operation_id="agent_inbox_runs_list",
-                   parameters=[OpenApiParameter("limit", int, required=False), OpenApiParameter("offset", int, required=False),
-                               OpenApiParameter("status", str, required=False, enum=list(out.RUN_STATUSES))],
-                   responses={200: out.RunOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_runs_list",
+        parameters=[
+            OpenApiParameter("limit", int, required=False),
+            OpenApiParameter("offset", int, required=False),
+            OpenApiParameter("status", str, required=False, enum=list(out.RUN_STATUSES)),
+        ],
+        responses={200: out.RunOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         query = _RunListQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         q = query.validated_data
         task = self.task(thread_id)
         contract = contract_thread_get(tenant=self.tenant, contract_id=task.contract_id)
-        runs = [run for run in run_list(tenant=self.tenant, contract=contract)[:500] if str(task.pk) in run.task_ids]
+        runs = [
+            run for run in run_list(tenant=self.tenant, contract_id=contract.pk)[:500] if str(task.pk) in run.task_ids
+        ]
         listed = []
         for run in runs:
             status = run_status(run=run, contract=contract, tasks=[task])
             if q.get("status") in (None, status):
                 listed.append(out.run_json(run, thread_id=str(task.pk), status=status))
-        return Response(listed[q["offset"]:q["offset"] + q["limit"]])
+        return Response(listed[q["offset"] : q["offset"] + q["limit"]])
 
-    @extend_schema(operation_id="agent_inbox_runs_create", request=RunCreateInputSerializer,
-                   parameters=_IDEMPOTENCY_HEADERS, responses={200: out.RunOutputSerializer, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="agent_inbox_runs_create",
+        request=RunCreateInputSerializer,
+        parameters=_IDEMPOTENCY_HEADERS,
+        responses={200: out.RunOutputSerializer, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID) -> Response:
         """Answer the task (Agent Inbox's "ignore" goes this way) and return the run."""
         run, task, _ = self.run_create(thread_id)
-        return Response(self.run_body(run, task), headers={"Content-Location": run_paths(str(task.pk), str(run.pk))["run"]})
+        return Response(
+            self.run_body(run, task), headers={"Content-Location": run_paths(str(task.pk), str(run.pk))["run"]}
+        )
 
 
 class InboxRunWaitApi(_InboxRunView):
-    @extend_schema(operation_id="agent_inbox_runs_wait", request=RunCreateInputSerializer,
-                   parameters=_IDEMPOTENCY_HEADERS, responses={200: _WAIT_RESPONSE, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="agent_inbox_runs_wait",
+        request=RunCreateInputSerializer,
+        parameters=_IDEMPOTENCY_HEADERS,
+        responses={200: _WAIT_RESPONSE, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID) -> StreamingHttpResponse:
         run, task, _ = self.run_create(thread_id)
         return wait_response(self.poll(task, run), thread_id=str(task.pk), run_id=str(run.pk))
 
 
 class InboxRunStreamApi(_InboxRunView):
-    @extend_schema(operation_id="agent_inbox_runs_stream", request=RunCreateInputSerializer,
-                   parameters=_IDEMPOTENCY_HEADERS,
-                   responses={(200, "text/event-stream"): _STREAM_RESPONSE, **_RUN_ERRORS})
+    @extend_schema(
+        operation_id="agent_inbox_runs_stream",
+        request=RunCreateInputSerializer,
+        parameters=_IDEMPOTENCY_HEADERS,
+        responses={(200, "text/event-stream"): _STREAM_RESPONSE, **_RUN_ERRORS},
+    )
     def post(self, request: Request, tenant_slug: str, thread_id: UUID) -> StreamingHttpResponse:
         """Answer the task and stream the run (Agent Inbox sends streamMode "events")."""
         run, task, data = self.run_create(thread_id)
-        return stream_response(self.poll(task, run), thread_id=str(task.pk), run_id=str(run.pk),
-                               modes=data["stream_mode"])
+        return stream_response(
+            self.poll(task, run), thread_id=str(task.pk), run_id=str(run.pk), modes=data["stream_mode"]
+        )
 
 
 class _InboxRunDetailView(_InboxRunView):
@@ -328,32 +413,39 @@ class _InboxRunDetailView(_InboxRunView):
 
     def run_of(self, thread_id: UUID, run_id: UUID) -> tuple[Run, ReviewTask]:
         task = self.task(thread_id)
-        contract = contract_thread_get(tenant=self.tenant, contract_id=task.contract_id)
-        return _run_of_task(self.tenant, contract, task, run_id), task
+        return _run_of_task(self.tenant, task, run_id), task
 
 
 class InboxRunDetailApi(_InboxRunDetailView):
-    @extend_schema(operation_id="agent_inbox_runs_get",
-                   responses={200: out.RunOutputSerializer, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_runs_get",
+        responses={200: out.RunOutputSerializer, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID, run_id: UUID) -> Response:
         run, task = self.run_of(thread_id, run_id)
         return Response(self.run_body(run, task))
 
 
 class InboxRunJoinApi(_InboxRunDetailView):
-    @extend_schema(operation_id="agent_inbox_runs_join",
-                   parameters=[OpenApiParameter("cancel_on_disconnect", str, required=False)],
-                   responses={200: _WAIT_RESPONSE, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_runs_join",
+        parameters=[OpenApiParameter("cancel_on_disconnect", str, required=False)],
+        responses={200: _WAIT_RESPONSE, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID, run_id: UUID) -> StreamingHttpResponse:
         run, task = self.run_of(thread_id, run_id)
         return wait_response(self.poll(task, run), thread_id=str(task.pk), run_id=str(run.pk))
 
 
 class InboxRunJoinStreamApi(_InboxRunDetailView):
-    @extend_schema(operation_id="agent_inbox_runs_join_stream",
-                   parameters=[OpenApiParameter("stream_mode", str, many=True, required=False, enum=list(out.STREAM_MODES)),
-                               OpenApiParameter("cancel_on_disconnect", str, required=False)],
-                   responses={(200, "text/event-stream"): _STREAM_RESPONSE, **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_runs_join_stream",
+        parameters=[
+            OpenApiParameter("stream_mode", str, many=True, required=False, enum=list(out.STREAM_MODES)),
+            OpenApiParameter("cancel_on_disconnect", str, required=False),
+        ],
+        responses={(200, "text/event-stream"): _STREAM_RESPONSE, **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, thread_id: UUID, run_id: UUID) -> StreamingHttpResponse:
         query = _JoinStreamQuerySerializer(data=join_stream_query(request))
         query.is_valid(raise_exception=True)
@@ -380,8 +472,11 @@ class InboxInfoApi(apis.InfoApi):
 class InboxAssistantSearchApi(apis.AssistantSearchApi):
     via = AuditRecord.Interface.AGENT_INBOX
 
-    @extend_schema(operation_id="agent_inbox_assistants_search", request=apis.AssistantSearchInputSerializer,
-                   responses={200: out.AssistantOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_assistants_search",
+        request=apis.AssistantSearchInputSerializer,
+        responses={200: out.AssistantOutputSerializer(many=True), **detail_errors(400, 401, 403, 404, 422, 429)},
+    )
     def post(self, request: Request, tenant_slug: str) -> Response:
         return super().post(request, tenant_slug)
 
@@ -389,7 +484,9 @@ class InboxAssistantSearchApi(apis.AssistantSearchApi):
 class InboxAssistantDetailApi(apis.AssistantDetailApi):
     via = AuditRecord.Interface.AGENT_INBOX
 
-    @extend_schema(operation_id="agent_inbox_assistants_get",
-                   responses={200: out.AssistantOutputSerializer, **detail_errors(401, 403, 404, 429)})
+    @extend_schema(
+        operation_id="agent_inbox_assistants_get",
+        responses={200: out.AssistantOutputSerializer, **detail_errors(401, 403, 404, 429)},
+    )
     def get(self, request: Request, tenant_slug: str, assistant_id: str) -> Response:
         return super().get(request, tenant_slug, assistant_id)

@@ -29,8 +29,19 @@ from tenants.models import Tenant
 ASSISTANT_ID = str(uuid.uuid5(uuid.NAMESPACE_URL, GRAPH_ID))
 ASSISTANT_NAMES = frozenset({ASSISTANT_ID, GRAPH_ID})
 RUN_STATUSES = ("pending", "running", "error", "success", "timeout", "interrupted")
-STREAM_MODES = ("values", "updates", "events", "messages", "messages-tuple", "custom", "debug", "tasks",
-                "checkpoints", "tools", "lifecycle")
+STREAM_MODES = (
+    "values",
+    "updates",
+    "events",
+    "messages",
+    "messages-tuple",
+    "custom",
+    "debug",
+    "tasks",
+    "checkpoints",
+    "tools",
+    "lifecycle",
+)
 MAX_PAGE = 100
 MAX_METADATA_KEYS = 64
 NODE_OF_KIND = {kind: node for node, kind in NODE_KINDS.items()}
@@ -75,17 +86,20 @@ class AssistantSearchInputSerializer(StrictInputSerializer):
     metadata = _metadata_field(allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE, default=10)
     offset = serializers.IntegerField(required=False, min_value=0, default=0)
-    sort_by = serializers.ChoiceField(required=False, allow_null=True,
-                                      choices=["assistant_id", "graph_id", "name", "created_at", "updated_at"])
+    sort_by = serializers.ChoiceField(
+        required=False, allow_null=True, choices=["assistant_id", "graph_id", "name", "created_at", "updated_at"]
+    )
     sort_order = serializers.ChoiceField(required=False, allow_null=True, choices=["asc", "desc"])
-    select = serializers.ListField(child=serializers.CharField(max_length=40), required=False, allow_null=True,
-                                   max_length=20)
+    select = serializers.ListField(
+        child=serializers.CharField(max_length=40), required=False, allow_null=True, max_length=20
+    )
     response_format = serializers.ChoiceField(required=False, allow_null=True, choices=["array", "object"])
 
 
 class ThreadCreateInputSerializer(StrictInputSerializer):
-    thread_id = serializers.UUIDField(required=False, allow_null=True,
-                                      help_text="A thread is a contract: its id is a UUID.")
+    thread_id = serializers.UUIDField(
+        required=False, allow_null=True, help_text="A thread is a contract: its id is a UUID."
+    )
     metadata = _metadata_field(allow_null=True)
     if_exists = serializers.ChoiceField(choices=["raise", "do_nothing"], required=False, default="raise")
     ttl = NotSupported("threads are contracts, kept with their audit trail")
@@ -109,13 +123,27 @@ class ThreadSearchInputSerializer(StrictInputSerializer):
     status = serializers.ChoiceField(choices=THREAD_STATUSES, required=False, allow_null=True)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE, default=10)
     offset = serializers.IntegerField(required=False, min_value=0, default=0)
-    sort_by = serializers.ChoiceField(choices=["thread_id", "status", "created_at", "updated_at", "state_updated_at"],
-                                      required=False, allow_null=True)
+    sort_by = serializers.ChoiceField(
+        choices=["thread_id", "status", "created_at", "updated_at", "state_updated_at"], required=False, allow_null=True
+    )
     sort_order = serializers.ChoiceField(choices=["asc", "desc"], required=False, allow_null=True)
     select = serializers.ListField(
-        child=serializers.ChoiceField(choices=["thread_id", "created_at", "updated_at", "state_updated_at", "metadata",
-                                               "status", "values", "interrupts", "config", "error"]),
-        required=False, allow_null=True,
+        child=serializers.ChoiceField(
+            choices=[
+                "thread_id",
+                "created_at",
+                "updated_at",
+                "state_updated_at",
+                "metadata",
+                "status",
+                "values",
+                "interrupts",
+                "config",
+                "error",
+            ]
+        ),
+        required=False,
+        allow_null=True,
     )
     values = NotSupported("filter on metadata or status")
     extract = NotSupported("read the thread's values")
@@ -190,19 +218,24 @@ class RunCreateInputSerializer(StrictInputSerializer):
     stream_mode = StreamModeField(required=False, allow_null=True)
     stream_subgraphs = serializers.BooleanField(required=False, allow_null=True)
     stream_resumable = serializers.BooleanField(required=False, allow_null=True)
-    feedback_keys = serializers.ListField(child=serializers.CharField(max_length=200), required=False,
-                                          allow_null=True, max_length=50)
-    multitask_strategy = serializers.ChoiceField(choices=["reject", "enqueue", "interrupt", "rollback"],
-                                                 required=False, allow_null=True)
+    feedback_keys = serializers.ListField(
+        child=serializers.CharField(max_length=200), required=False, allow_null=True, max_length=50
+    )
+    multitask_strategy = serializers.ChoiceField(
+        choices=["reject", "enqueue", "interrupt", "rollback"], required=False, allow_null=True
+    )
     if_not_exists = serializers.ChoiceField(choices=["reject", "create"], required=False, allow_null=True)
     on_disconnect = serializers.ChoiceField(choices=["cancel", "continue"], required=False, allow_null=True)
-    on_completion = serializers.ChoiceField(choices=["keep"], required=False, allow_null=True,
-                                            help_text="Threads are contracts and are kept.")
+    on_completion = serializers.ChoiceField(
+        choices=["keep"], required=False, allow_null=True, help_text="Threads are contracts and are kept."
+    )
     durability = serializers.ChoiceField(choices=["sync", "async", "exit"], required=False, allow_null=True)
     checkpoint_during = serializers.BooleanField(required=False, allow_null=True)
     strict_resume = serializers.BooleanField(
-        required=False, allow_null=True,
-        help_text="Always on here: an answer to an interrupt that is not pending is refused (409).")
+        required=False,
+        allow_null=True,
+        help_text="Always on here: an answer to an interrupt that is not pending is refused (409).",
+    )
     langsmith_tracer = serializers.JSONField(required=False, allow_null=True)
     context = NotSupported("the graph takes its settings from the tenant")
     interrupt_before = NotSupported("the graph interrupts where a human must decide")
@@ -222,10 +255,12 @@ class RunCreateInputSerializer(StrictInputSerializer):
             raise serializers.ValidationError(f"{unknown[0]}: unknown key; the input is contract_text and title.")
         # The REST API's own rules for a contract's title and text.
         contract = ContractListCreateApi.ContractSubmitInputSerializer(
-            data={"title": value.get("title"), "text": value.get("contract_text")})
+            data={"title": value.get("title"), "text": value.get("contract_text")}
+        )
         if not contract.is_valid():
             raise serializers.ValidationError(
-                {"contract_text" if name == "text" else name: errors for name, errors in contract.errors.items()})
+                {"contract_text" if name == "text" else name: errors for name, errors in contract.errors.items()}
+            )
         return dict(contract.validated_data)
 
     def validate_config(self, value: Any) -> dict | None:
@@ -235,7 +270,9 @@ class RunCreateInputSerializer(StrictInputSerializer):
             raise serializers.ValidationError("Expected an object.")
         configurable = value.get("configurable")
         if configurable:
-            raise serializers.ValidationError("configurable: not supported; the graph takes its settings from the tenant.")
+            raise serializers.ValidationError(
+                "configurable: not supported; the graph takes its settings from the tenant."
+            )
         return value
 
     def validate(self, attrs: dict) -> dict:
@@ -243,18 +280,22 @@ class RunCreateInputSerializer(StrictInputSerializer):
             raise serializers.ValidationError({"command": ["Give input or command, not both."]})
         if attrs.get("input") is None and attrs.get("command") is None:
             raise serializers.ValidationError(
-                {"input": ["Give the contract as input, or review decisions as command.resume."]})
+                {"input": ["Give the contract as input, or review decisions as command.resume."]}
+            )
         if attrs.get("multitask_strategy") in ("interrupt", "rollback"):
             raise serializers.ValidationError(
-                {"multitask_strategy": ["Only reject or enqueue: a run in flight is never cut short."]})
+                {"multitask_strategy": ["Only reject or enqueue: a run in flight is never cut short."]}
+            )
         attrs["stream_mode"] = attrs.get("stream_mode") or ["values"]
         return attrs
 
 
 def run_kwargs(data: dict) -> dict:
     """What a Run keeps of its request: the options, not the contract's text."""
-    kept = {key: data.get(key) for key in ("stream_mode", "config", "multitask_strategy", "on_disconnect",
-                                           "durability", "feedback_keys")}
+    kept = {
+        key: data.get(key)
+        for key in ("stream_mode", "config", "multitask_strategy", "on_disconnect", "durability", "feedback_keys")
+    }
     kept["input"] = {"title": data["input"]["title"]} if data.get("input") else None
     kept["command"] = data.get("command")
     return {key: value for key, value in kept.items() if value is not None}
@@ -301,8 +342,12 @@ def thread_values(contract: Contract) -> dict[str, Any] | None:
         return None
     values: dict[str, Any] = {"title": contract.title, "contract_text": contract.text}
     if contract.risk_score is not None:
-        values.update(risk_score=contract.risk_score, findings=contract.findings, payments=contract.payments,
-                      analysis=contract.analysis)
+        values.update(
+            risk_score=contract.risk_score,
+            findings=contract.findings,
+            payments=contract.payments,
+            analysis=contract.analysis,
+        )
     if contract.decision_history:
         values["history"] = contract.decision_history
     if contract.amendments:
@@ -350,10 +395,18 @@ def state_json(contract: Contract, state, pending: list) -> dict[str, Any]:
     rows = {task.interrupt_id: task for task in pending}
     meta = {"graph_id": GRAPH_ID, "assistant_id": ASSISTANT_ID, "thread_id": thread_id}
     if state is None:
-        return {"values": {}, "next": [], "tasks": [], "metadata": meta, "created_at": None,
-                "checkpoint": checkpoint_json(thread_id, None), "parent_checkpoint": None,
-                "interrupts": [interrupt_json(task) for task in pending], "checkpoint_id": None,
-                "parent_checkpoint_id": None}
+        return {
+            "values": {},
+            "next": [],
+            "tasks": [],
+            "metadata": meta,
+            "created_at": None,
+            "checkpoint": checkpoint_json(thread_id, None),
+            "parent_checkpoint": None,
+            "interrupts": [interrupt_json(task) for task in pending],
+            "checkpoint_id": None,
+            "parent_checkpoint_id": None,
+        }
     checkpoint_id = (state.config or {}).get("configurable", {}).get("checkpoint_id")
     parent_id = (state.parent_config or {}).get("configurable", {}).get("checkpoint_id")
     meta.update({key: state.metadata[key] for key in ("source", "step") if key in (state.metadata or {})})
@@ -416,8 +469,13 @@ def info_json() -> dict[str, Any]:
         "flags": {"assistants": True, "crons": False, "langsmith": False, "strict_resume": True},
         # No tenant or project here: /info answers without credentials, the same for
         # every slug, so it tells a stranger nothing.
-        "host": {"kind": "self-hosted", "project_id": None, "tenant_id": None, "revision_id": None,
-                 "host_revision_id": None},
+        "host": {
+            "kind": "self-hosted",
+            "project_id": None,
+            "tenant_id": None,
+            "revision_id": None,
+            "host_revision_id": None,
+        },
     }
 
 
@@ -429,7 +487,8 @@ class InterruptOutputSerializer(serializers.Serializer):
     value = serializers.JSONField()
     response_schema = serializers.JSONField(required=False, allow_null=True)
     payload_digest = serializers.CharField(
-        help_text="sha256 of the canonical JSON of the payload the review task shows; send it back as If-Match.")
+        help_text="sha256 of the canonical JSON of the payload the review task shows; send it back as If-Match."
+    )
 
 
 class AssistantOutputSerializer(serializers.Serializer):
@@ -455,8 +514,9 @@ class ThreadOutputSerializer(serializers.Serializer):
     config = serializers.JSONField(required=False)
     values = serializers.JSONField(required=False, allow_null=True)
     error = serializers.JSONField(required=False, allow_null=True)
-    interrupts = serializers.DictField(child=InterruptOutputSerializer(many=True), required=False,
-                                       help_text="Review task id -> its interrupt.")
+    interrupts = serializers.DictField(
+        child=InterruptOutputSerializer(many=True), required=False, help_text="Review task id -> its interrupt."
+    )
 
 
 class CheckpointOutputSerializer(serializers.Serializer):
@@ -516,8 +576,11 @@ class DetailErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()
     code = serializers.CharField()
     fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()), required=False)
-    pending_ids = serializers.ListField(child=serializers.CharField(), required=False,
-                                        help_text="On a 409 about interrupts: the ids still pending, in order.")
+    pending_ids = serializers.ListField(
+        child=serializers.CharField(),
+        required=False,
+        help_text="On a 409 about interrupts: the ids still pending, in order.",
+    )
     interrupt_ids = serializers.ListField(child=serializers.CharField(), required=False)
 
 
@@ -528,7 +591,7 @@ _ERROR_TEXTS = {
     404: "No such thread, run or assistant in this tenant (the same for another tenant's).",
     405: "Method not allowed.",
     409: "Conflict: the interrupt is answered, unknown, changed or claimed; the thread is busy (reject); "
-         "the thread has its input already.",
+    "the thread has its input already.",
     413: "Request body too large.",
     415: "The body's media type is not JSON.",
     422: "Invalid input; `fields` names each failing field.",

@@ -30,9 +30,11 @@ from config.api_errors import is_database_unavailable
 
 logger = logging.getLogger(__name__)
 
-# Polling: first look soon (a run often ends within a few hundred milliseconds), then
-# back off to a ceiling that keeps a waiting client at a few reads a second.
-FIRST_POLL_SECONDS = 0.05
+# Polling: first look soon (a pass of the graph takes some 30-60 ms, so most runs end
+# within the first few reads), then back off to a ceiling that keeps a client waiting on
+# people at two reads a second. Each read is three indexed queries.
+FIRST_POLL_SECONDS = 0.02
+POLL_BACKOFF = 1.25
 MAX_POLL_SECONDS = 0.5
 DONE = ("success", "error", "interrupted", "timeout")
 
@@ -88,7 +90,7 @@ async def _until_done(poll: Poll) -> AsyncIterator[RunProgress]:
     yield progress
     while not progress.done:
         await asyncio.sleep(delay)
-        delay = min(delay * 1.5, MAX_POLL_SECONDS)
+        delay = min(delay * POLL_BACKOFF, MAX_POLL_SECONDS)
         progress = await _progress(poll)
         yield progress
 
@@ -119,15 +121,23 @@ def sse(event: str, data: Any) -> bytes:
 HEARTBEAT = b": heartbeat\r\n\r\n"
 
 
-def _chain_event(kind: str, name: str, *, run_id: str, thread_id: str, node: str | None, step: int,
-                 data: dict | None = None) -> dict[str, Any]:
+def _chain_event(
+    kind: str, name: str, *, run_id: str, thread_id: str, node: str | None, step: int, data: dict | None = None
+) -> dict[str, Any]:
     """One event in the shape of LangChain's astream_events (v2), which the `events`
     mode carries; Agent Inbox shows `metadata.langgraph_node` of each on_chain_start."""
     metadata: dict[str, Any] = {"thread_id": thread_id, "run_id": run_id}
     if node is not None:
         metadata.update(langgraph_node=node, langgraph_step=step)
-    return {"event": kind, "name": name, "run_id": str(uuid.uuid5(uuid.UUID(run_id), f"{name}:{step}")),
-            "tags": [], "metadata": metadata, "data": data or {}, "parent_ids": [] if node is None else [run_id]}
+    return {
+        "event": kind,
+        "name": name,
+        "run_id": str(uuid.uuid5(uuid.UUID(run_id), f"{name}:{step}")),
+        "tags": [],
+        "metadata": metadata,
+        "data": data or {},
+        "parent_ids": [] if node is None else [run_id],
+    }
 
 
 async def event_stream(poll: Poll, *, run_id: str, thread_id: str, modes: list[str]) -> AsyncIterator[bytes]:
@@ -141,8 +151,9 @@ async def event_stream(poll: Poll, *, run_id: str, thread_id: str, modes: list[s
     events = "events" in modes
     yield sse("metadata", {"run_id": run_id, "attempt": 1})
     if events:
-        yield sse("events", _chain_event("on_chain_start", "LangGraph", run_id=run_id, thread_id=thread_id, node=None,
-                                         step=0))
+        yield sse(
+            "events", _chain_event("on_chain_start", "LangGraph", run_id=run_id, thread_id=thread_id, node=None, step=0)
+        )
     emitted = 0
     last = time.monotonic()
     try:
@@ -150,8 +161,12 @@ async def event_stream(poll: Poll, *, run_id: str, thread_id: str, modes: list[s
             if events:
                 for node in progress.nodes[emitted:]:
                     emitted += 1
-                    yield sse("events", _chain_event("on_chain_start", node, run_id=run_id, thread_id=thread_id,
-                                                     node=node, step=emitted))
+                    yield sse(
+                        "events",
+                        _chain_event(
+                            "on_chain_start", node, run_id=run_id, thread_id=thread_id, node=node, step=emitted
+                        ),
+                    )
             if progress.done:
                 output = progress.output or {}
                 if "__error__" in output:
@@ -159,15 +174,31 @@ async def event_stream(poll: Poll, *, run_id: str, thread_id: str, modes: list[s
                     return
                 if "updates" in modes:
                     interrupts = output.get("__interrupt__")
-                    update = {"__interrupt__": interrupts} if interrupts else {
-                        progress.nodes[-1] if progress.nodes else "LangGraph": {
-                            key: output[key] for key in ("human_decision",) if key in output}}
+                    update = (
+                        {"__interrupt__": interrupts}
+                        if interrupts
+                        else {
+                            progress.nodes[-1] if progress.nodes else "LangGraph": {
+                                key: output[key] for key in ("human_decision",) if key in output
+                            }
+                        }
+                    )
                     yield sse("updates", update)
                 if "values" in modes:
                     yield sse("values", output)
                 if events:
-                    yield sse("events", _chain_event("on_chain_end", "LangGraph", run_id=run_id, thread_id=thread_id,
-                                                     node=None, step=emitted + 1, data={"output": output}))
+                    yield sse(
+                        "events",
+                        _chain_event(
+                            "on_chain_end",
+                            "LangGraph",
+                            run_id=run_id,
+                            thread_id=thread_id,
+                            node=None,
+                            step=emitted + 1,
+                            data={"output": output},
+                        ),
+                    )
                 return
             if time.monotonic() - last >= keepalive:
                 last = time.monotonic()

@@ -33,8 +33,11 @@ agent_inbox_urlpatterns = [
     path("ok", inbox_apis.InboxOkApi.as_view(), name="agent-inbox-ok"),
     path("info", inbox_apis.InboxInfoApi.as_view(), name="agent-inbox-info"),
     path("assistants/search", inbox_apis.InboxAssistantSearchApi.as_view(), name="agent-inbox-assistant-search"),
-    path("assistants/<str:assistant_id>", inbox_apis.InboxAssistantDetailApi.as_view(),
-         name="agent-inbox-assistant-detail"),
+    path(
+        "assistants/<str:assistant_id>",
+        inbox_apis.InboxAssistantDetailApi.as_view(),
+        name="agent-inbox-assistant-detail",
+    ),
     path("threads/search", inbox_apis.InboxThreadSearchApi.as_view(), name="agent-inbox-thread-search"),
     path("threads/count", inbox_apis.InboxThreadCountApi.as_view(), name="agent-inbox-thread-count"),
     path("threads/<uuid:thread_id>", inbox_apis.InboxThreadDetailApi.as_view(), name="agent-inbox-thread-detail"),

@@ -47,14 +47,16 @@ def test_recovery_leaves_a_created_thread_alone_however_old(acme, created):
 
 def test_its_input_submits_it_once(acme, created):
     with TestCase.captureOnCommitCallbacks(execute=True):
-        contract_input_submit(tenant=acme.tenant, contract_id=created.pk, submitted_by=acme.agent.user,
-                              title="MSA", text=HIGH_RISK_TEXT)
+        contract_input_submit(
+            tenant=acme.tenant, contract_id=created.pk, submitted_by=acme.agent.user, title="MSA", text=HIGH_RISK_TEXT
+        )
     created.refresh_from_db()
     assert created.status == ContractStatus.WAITING_FOR_REVIEW
     assert (created.title, created.thread_metadata) == ("MSA", {"source": "sdk"})
     with pytest.raises(Conflict) as again:
-        contract_input_submit(tenant=acme.tenant, contract_id=created.pk, submitted_by=acme.agent.user,
-                              title="Other", text=HIGH_RISK_TEXT)
+        contract_input_submit(
+            tenant=acme.tenant, contract_id=created.pk, submitted_by=acme.agent.user, title="Other", text=HIGH_RISK_TEXT
+        )
     assert again.value.extra["reason"] == "input_given"
 
 
@@ -71,8 +73,10 @@ def test_a_thread_id_taken_here_or_elsewhere_is_the_same_conflict(acme, globex, 
     for tenant in (acme.tenant, globex.tenant):
         with pytest.raises(Conflict) as taken:
             contract_thread_create(tenant=tenant, created_by=acme.agent.user, metadata={}, contract_id=created.pk)
-        assert (taken.value.message, taken.value.extra) == ("A thread with this id exists already.",
-                                                            {"reason": "thread_exists"})
+        assert (taken.value.message, taken.value.extra) == (
+            "A thread with this id exists already.",
+            {"reason": "thread_exists"},
+        )
 
 
 def test_the_rest_api_shows_it_as_created(acme, globex, created):

@@ -21,8 +21,10 @@ def tasks(acme):
 
 def test_a_task_is_one_human_interrupt_with_what_an_edit_changes(tasks):
     legal = human_interrupt(tasks["legal"], can_decide=True)
-    assert legal["action_request"] == {"action": "legal_review",
-                                       "args": {"decision": "approve", "amendments": "", "comment": ""}}
+    assert legal["action_request"] == {
+        "action": "legal_review",
+        "args": {"decision": "approve", "amendments": "", "comment": ""},
+    }
     assert legal["config"] == {"allow_accept": True, "allow_edit": True, "allow_respond": True, "allow_ignore": True}
     # Finance has nothing to amend.
     finance = human_interrupt(tasks["finance"], can_decide=True)
@@ -68,23 +70,68 @@ def test_signoff_names_the_first_signer(acme):
     assert "Approved by legal: **acme-reviewer**" in task_description(signoff)
 
 
-@pytest.mark.parametrize(("response", "decision"), [
-    ([{"type": "accept", "args": {"action": "legal_review", "args": {"decision": "approve"}}}], {"decision": "approve"}),
-    ([{"type": "ignore", "args": None}], {"decision": "reject"}),
-    ([{"type": "response", "args": "Cap the liability first."}], {"decision": "reject", "comment": "Cap the liability first."}),
-    ([{"type": "edit", "args": {"action": "legal_review", "args": {
-        "decision": "amend", "amendments": "Cap liability at fees paid.\n\nDelete the indemnity.\n", "comment": "see 2"}}}],
-     {"decision": "amend", "amendments": ["Cap liability at fees paid.", "Delete the indemnity."], "comment": "see 2"}),
-    ([{"type": "edit", "args": {"action": "legal_review", "args": {
-        "decision": "Amend", "amendments": '["Cap liability."]', "comment": ""}}}],
-     {"decision": "amend", "amendments": ["Cap liability."]}),
-    ([{"type": "edit", "args": {"action": "legal_review", "args": {"decision": "reject", "amendments": "", "comment": "no"}}}],
-     {"decision": "reject", "comment": "no"}),
-    # One HumanResponse on its own, and the HITL middleware's wrapper.
-    ({"type": "accept", "args": None}, {"decision": "approve"}),
-    ({"decisions": [{"type": "approve"}]}, {"decision": "approve"}),
-    ({"decisions": [{"type": "reject", "message": "too risky"}]}, {"decision": "reject", "comment": "too risky"}),
-])
+@pytest.mark.parametrize(
+    ("response", "decision"),
+    [
+        (
+            [{"type": "accept", "args": {"action": "legal_review", "args": {"decision": "approve"}}}],
+            {"decision": "approve"},
+        ),
+        ([{"type": "ignore", "args": None}], {"decision": "reject"}),
+        (
+            [{"type": "response", "args": "Cap the liability first."}],
+            {"decision": "reject", "comment": "Cap the liability first."},
+        ),
+        (
+            [
+                {
+                    "type": "edit",
+                    "args": {
+                        "action": "legal_review",
+                        "args": {
+                            "decision": "amend",
+                            "amendments": "Cap liability at fees paid.\n\nDelete the indemnity.\n",
+                            "comment": "see 2",
+                        },
+                    },
+                }
+            ],
+            {
+                "decision": "amend",
+                "amendments": ["Cap liability at fees paid.", "Delete the indemnity."],
+                "comment": "see 2",
+            },
+        ),
+        (
+            [
+                {
+                    "type": "edit",
+                    "args": {
+                        "action": "legal_review",
+                        "args": {"decision": "Amend", "amendments": '["Cap liability."]', "comment": ""},
+                    },
+                }
+            ],
+            {"decision": "amend", "amendments": ["Cap liability."]},
+        ),
+        (
+            [
+                {
+                    "type": "edit",
+                    "args": {
+                        "action": "legal_review",
+                        "args": {"decision": "reject", "amendments": "", "comment": "no"},
+                    },
+                }
+            ],
+            {"decision": "reject", "comment": "no"},
+        ),
+        # One HumanResponse on its own, and the HITL middleware's wrapper.
+        ({"type": "accept", "args": None}, {"decision": "approve"}),
+        ({"decisions": [{"type": "approve"}]}, {"decision": "approve"}),
+        ({"decisions": [{"type": "reject", "message": "too risky"}]}, {"decision": "reject", "comment": "too risky"}),
+    ],
+)
 def test_human_responses_become_our_decisions(tasks, response, decision):
     translated = decision_from_responses(response, tasks["legal"])
     assert translated == decision
@@ -92,19 +139,34 @@ def test_human_responses_become_our_decisions(tasks, response, decision):
     review_decision_validate(kind="legal", data=translated)
 
 
-@pytest.mark.parametrize(("response", "field"), [
-    ([], "command.resume"),
-    ([{"type": "accept"}, {"type": "ignore"}], "command.resume"),
-    ("approve", "command.resume"),
-    ([{"type": "maybe", "args": None}], "command.resume.0.type"),
-    ([{"type": "response", "args": "  "}], "command.resume.0.args"),
-    ([{"type": "edit", "args": {"action": "finance_review", "args": {"decision": "approve"}}}], "command.resume.0.args.action"),
-    ([{"type": "edit", "args": {"action": "legal_review", "args": {"decision": "approve", "status": "resolved"}}}],
-     "command.resume.0.args.args.status"),
-    ([{"type": "edit", "args": "approve"}], "command.resume.0.args"),
-    ([{"type": "edit", "args": {"args": {"decision": "amend", "amendments": "[not json"}}}],
-     "command.resume.0.args.args.amendments"),
-])
+@pytest.mark.parametrize(
+    ("response", "field"),
+    [
+        ([], "command.resume"),
+        ([{"type": "accept"}, {"type": "ignore"}], "command.resume"),
+        ("approve", "command.resume"),
+        ([{"type": "maybe", "args": None}], "command.resume.0.type"),
+        ([{"type": "response", "args": "  "}], "command.resume.0.args"),
+        (
+            [{"type": "edit", "args": {"action": "finance_review", "args": {"decision": "approve"}}}],
+            "command.resume.0.args.action",
+        ),
+        (
+            [
+                {
+                    "type": "edit",
+                    "args": {"action": "legal_review", "args": {"decision": "approve", "status": "resolved"}},
+                }
+            ],
+            "command.resume.0.args.args.status",
+        ),
+        ([{"type": "edit", "args": "approve"}], "command.resume.0.args"),
+        (
+            [{"type": "edit", "args": {"args": {"decision": "amend", "amendments": "[not json"}}}],
+            "command.resume.0.args.args.amendments",
+        ),
+    ],
+)
 def test_a_malformed_response_names_its_field(tasks, response, field):
     with pytest.raises(InvalidInput) as refused:
         decision_from_responses(response, tasks["legal"])

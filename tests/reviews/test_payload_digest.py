@@ -44,13 +44,21 @@ def test_the_task_detail_shows_it_and_sends_it_as_etag(acme, tasks):
 
 def test_a_client_that_saw_another_version_is_refused(acme, tasks):
     legal = tasks["legal"]
-    refused = acme.reviewer.client.post(acme.url(f"reviews/{legal.pk}/resume/"), {"decision": "approve"},
-                                        format="json", HTTP_IF_MATCH='"' + "0" * 64 + '"')
+    refused = acme.reviewer.client.post(
+        acme.url(f"reviews/{legal.pk}/resume/"),
+        {"decision": "approve"},
+        format="json",
+        HTTP_IF_MATCH='"' + "0" * 64 + '"',
+    )
     assert refused.status_code == 409
     assert refused.json()["error"]["reason"] == "stale_digest"
     assert ReviewTask.objects.get(pk=legal.pk).status == "pending"
-    accepted = acme.reviewer.client.post(acme.url(f"reviews/{legal.pk}/resume/"), {"decision": "approve"},
-                                         format="json", HTTP_IF_MATCH=f'"{legal.payload_digest}"')
+    accepted = acme.reviewer.client.post(
+        acme.url(f"reviews/{legal.pk}/resume/"),
+        {"decision": "approve"},
+        format="json",
+        HTTP_IF_MATCH=f'"{legal.payload_digest}"',
+    )
     assert accepted.status_code == 202, accepted.content
 
 
@@ -66,8 +74,9 @@ def test_a_task_whose_interrupt_the_thread_no_longer_asks_is_refused_through_eve
     api = resume(acme.reviewer, acme, legal)
     assert api.status_code == 409 and api.json()["error"]["reason"] == "interrupt_gone"
     with pytest.raises(Conflict) as admin:
-        review_task_resume(tenant=acme.tenant, task_id=legal.pk, user=acme.admin.user, data={"decision": "approve"},
-                           via="admin")
+        review_task_resume(
+            tenant=acme.tenant, task_id=legal.pk, user=acme.admin.user, data={"decision": "approve"}, via="admin"
+        )
     assert admin.value.extra["reason"] == "interrupt_gone"
     assert ReviewTask.objects.get(pk=legal.pk).status == "pending"
     assert not AuditRecord.objects.filter(tenant=acme.tenant, action="review.resolved").exists()

@@ -28,8 +28,17 @@ def url(world, path: str, prefix: str = "langgraph") -> str:
     return f"/{prefix}/{world.slug}/{path}"
 
 
-def call(member, world, method: str, path: str, body: Any = None, *, prefix: str = "langgraph", drive: bool = True,
-         **headers: str):
+def call(
+    member,
+    world,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    prefix: str = "langgraph",
+    drive: bool = True,
+    **headers: str,
+):
     """One request; with `drive`, the runs it queues are carried out when it commits."""
     api = client(member)
     send = getattr(api, method.lower())
@@ -68,14 +77,21 @@ def events(response) -> list[tuple[str, Any]]:
     return found
 
 
-def thread_with_contract(world, member=None, text: str = HIGH_RISK_LARGE_PAYMENT_TEXT, title: str = "MSA") -> tuple[str, dict]:
+def thread_with_contract(
+    world, member=None, text: str = HIGH_RISK_LARGE_PAYMENT_TEXT, title: str = "MSA"
+) -> tuple[str, dict]:
     """threads.create, then runs.wait with the contract: (thread id, the run's output)."""
     member = member or world.agent
     thread = call(member, world, "post", "threads", {"metadata": {"source": "test"}})
     assert thread.status_code == 200, thread.content
     thread_id = thread.json()["thread_id"]
-    waited = call(member, world, "post", f"threads/{thread_id}/runs/wait",
-                  {"assistant_id": GRAPH, "input": {"contract_text": text, "title": title}})
+    waited = call(
+        member,
+        world,
+        "post",
+        f"threads/{thread_id}/runs/wait",
+        {"assistant_id": GRAPH, "input": {"contract_text": text, "title": title}},
+    )
     assert waited.status_code == 200, waited.content
     return thread_id, body(waited)
 

@@ -40,8 +40,14 @@ def tasks_of(contract) -> dict[str, ReviewTask]:
 
 
 def answer(member, world, task, responses, *, endpoint="runs/stream", **kwargs):
-    return inbox(member, world, "post", f"threads/{task.pk}/{endpoint}",
-                 {"assistant_id": GRAPH, "command": {"resume": responses}, "stream_mode": "events"}, **kwargs)
+    return inbox(
+        member,
+        world,
+        "post",
+        f"threads/{task.pk}/{endpoint}",
+        {"assistant_id": GRAPH, "command": {"resume": responses}, "stream_mode": "events"},
+        **kwargs,
+    )
 
 
 def test_parallel_reviews_are_two_threads_each_with_one_human_interrupt(acme, contract):
@@ -97,7 +103,11 @@ def test_accept_through_a_stream_of_events_approves_and_is_audited_as_agent_inbo
     assert "legal_review" in nodes
     assert not [e for e, _ in found if e == "error"]
     legal.refresh_from_db()
-    assert (legal.status, legal.decision["decision"], legal.decided_by_id) == ("resolved", "approve", acme.reviewer.user.pk)
+    assert (legal.status, legal.decision["decision"], legal.decided_by_id) == (
+        "resolved",
+        "approve",
+        acme.reviewer.user.pk,
+    )
     assert AuditRecord.objects.get(tenant=acme.tenant, action="review.resolved").interface == "agent-inbox"
     # The native prefix and the REST API see the same decision.
     assert acme.reviewer.client.get(acme.url(f"reviews/{legal.pk}/")).json()["decision"]["decision"] == "approve"
@@ -116,15 +126,21 @@ def test_ignore_through_runs_create_rejects(acme, contract):
     assert finance.decision["decision"] == "reject"
     run = inbox(acme.reviewer2, acme, "get", f"threads/{finance.pk}/runs/{created.json()['run_id']}").json()
     assert run["status"] == "success"
-    assert [r["run_id"] for r in inbox(acme.reviewer2, acme, "get", f"threads/{finance.pk}/runs").json()] == [run["run_id"]]
+    assert [r["run_id"] for r in inbox(acme.reviewer2, acme, "get", f"threads/{finance.pk}/runs").json()] == [
+        run["run_id"]
+    ]
 
 
 def test_an_edit_amends_and_a_response_rejects_with_its_text(acme):
     thread_id, _ = thread_with_contract(acme, text=HIGH_RISK_TEXT)
     legal = tasks_of(contract_of(thread_id))["legal"]
-    edit = {"type": "edit", "args": {"action": "legal_review",
-                                     "args": {"decision": "amend", "amendments": "Cap liability.\nDrop the indemnity.",
-                                              "comment": ""}}}
+    edit = {
+        "type": "edit",
+        "args": {
+            "action": "legal_review",
+            "args": {"decision": "amend", "amendments": "Cap liability.\nDrop the indemnity.", "comment": ""},
+        },
+    }
     waited = answer(acme.reviewer, acme, legal, [edit], endpoint="runs/wait")
     output = body(waited)
     assert output["status"] == "resolved" and output["decision"]["decision"] == "amend"
@@ -149,8 +165,13 @@ def test_a_second_answer_or_a_bad_one_is_refused(acme, contract):
     assert answer(acme.viewer, acme, finance, [{"type": "accept"}], endpoint="runs").status_code == 403
     not_theirs = answer(acme.reviewer, acme, finance, [{"type": "accept"}], endpoint="runs")
     assert not_theirs.status_code == 403
-    with_input = inbox(acme.reviewer2, acme, "post", f"threads/{finance.pk}/runs",
-                       {"assistant_id": GRAPH, "input": {"contract_text": "x", "title": "y"}})
+    with_input = inbox(
+        acme.reviewer2,
+        acme,
+        "post",
+        f"threads/{finance.pk}/runs",
+        {"assistant_id": GRAPH, "input": {"contract_text": "x", "title": "y"}},
+    )
     assert with_input.status_code == 422 and "input" in with_input.json()["fields"]
     assert ReviewTask.objects.get(pk=finance.pk).status == "pending"
 

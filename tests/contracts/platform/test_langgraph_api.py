@@ -11,7 +11,7 @@ from django.test import override_settings
 
 from contracts.models import ContractStatus, Run
 from contracts.platform.serializers import ASSISTANT_ID
-from reviews.models import ReviewTask
+from reviews.models import QueueEvent, ReviewTask
 from tenants.models import AuditRecord
 from tests.contracts.platform.flow import (
     GRAPH,
@@ -30,8 +30,14 @@ pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 
 def resume(member, world, thread_id, resume_value, *, endpoint="runs", **headers):
-    return call(member, world, "post", f"threads/{thread_id}/{endpoint}",
-                {"assistant_id": GRAPH, "command": {"resume": resume_value}}, **headers)
+    return call(
+        member,
+        world,
+        "post",
+        f"threads/{thread_id}/{endpoint}",
+        {"assistant_id": GRAPH, "command": {"resume": resume_value}},
+        **headers,
+    )
 
 
 # --- Unauthenticated -------------------------------------------------------------------
@@ -101,14 +107,17 @@ def test_a_thread_comes_before_its_contract(acme):
     assert again.status_code == 200 and again.json()["thread_id"] == own
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"thread_id": "thread-1"}, "thread_id"),
-    ({"ttl": {"ttl": 5, "strategy": "delete"}}, "ttl"),
-    ({"metadata": {"graph_id": "another_graph"}}, "metadata.graph_id"),
-    ({"metadata": "x"}, "metadata"),
-    ({"if_exists": "replace"}, "if_exists"),
-    ({"tenant": "globex"}, "tenant"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"thread_id": "thread-1"}, "thread_id"),
+        ({"ttl": {"ttl": 5, "strategy": "delete"}}, "ttl"),
+        ({"metadata": {"graph_id": "another_graph"}}, "metadata.graph_id"),
+        ({"metadata": "x"}, "metadata"),
+        ({"if_exists": "replace"}, "if_exists"),
+        ({"tenant": "globex"}, "tenant"),
+    ],
+)
 def test_a_bad_thread_is_a_422_naming_the_field(acme, payload, field):
     response = call(acme.agent, acme, "post", "threads", payload)
     assert response.status_code == 422, response.content
@@ -139,7 +148,9 @@ def test_the_whole_loop_on_one_thread(acme):
     assert sorted(state["next"]) == ["finance_review", "legal_review"]
     assert [i["id"] for i in state["interrupts"]] == [ids["legal"], ids["finance"]]  # legal first, always
     assert {t["name"]: [i["id"] for i in t["interrupts"]] for t in state["tasks"]} == {
-        "legal_review": [ids["legal"]], "finance_review": [ids["finance"]]}
+        "legal_review": [ids["legal"]],
+        "finance_review": [ids["finance"]],
+    }
     assert state["values"]["contract_text"] == HIGH_RISK_TEXT + " Customer shall also pay a one-off fee of USD 500,000."
     assert state["checkpoint"]["thread_id"] == thread_id and state["checkpoint"]["checkpoint_id"]
 
@@ -147,24 +158,41 @@ def test_the_whole_loop_on_one_thread(acme):
     assert decided.status_code == 200
     output = body(decided)
     assert [i["id"] for i in output["__interrupt__"]] == [ids["finance"]]  # still waiting on finance
-    finished = resume(acme.reviewer2, acme, thread_id, {ids["finance"]: {"decision": "approve", "comment": "ok"}},
-                      endpoint="runs/wait")
+    finished = resume(
+        acme.reviewer2,
+        acme,
+        thread_id,
+        {ids["finance"]: {"decision": "approve", "comment": "ok"}},
+        endpoint="runs/wait",
+    )
     output = body(finished)
     assert output["human_decision"] == "approved" and "__interrupt__" not in output
     assert call(acme.viewer, acme, "get", f"threads/{thread_id}").json()["status"] == "idle"
 
     # One system of record: the REST queue and the audit trail show the same decisions.
     task = acme.reviewer.client.get(acme.url(f"reviews/{legal.pk}/")).json()
-    assert (task["status"], task["decided_by"], task["decision"]["decision"]) == ("resolved", "acme-reviewer", "approve")
+    assert (task["status"], task["decided_by"], task["decision"]["decision"]) == (
+        "resolved",
+        "acme-reviewer",
+        "approve",
+    )
     assert [e["interface"] for e in task["history"] if e["action"] == "review.resolved"] == ["langgraph"]
     audit = AuditRecord.objects.filter(tenant=acme.tenant, action="review.resolved").values_list("interface", flat=True)
     assert list(audit) == ["langgraph", "langgraph"]
+    # ... and the live queue: the events its websocket sends (and its catch-up reads).
+    resolved = QueueEvent.objects.filter(tenant=acme.tenant, type="review.resolved").values_list("task_id", flat=True)
+    assert set(resolved) == {t.pk for t in ReviewTask.objects.filter(contract_id=thread_id)}
 
 
 def test_wait_answers_with_location_headers_relative_to_the_base_url(acme):
     thread_id = call(acme.agent, acme, "post", "threads", {}).json()["thread_id"]
-    waited = call(acme.agent, acme, "post", f"threads/{thread_id}/runs/wait",
-                  {"assistant_id": GRAPH, "input": {"contract_text": LOW_RISK_TEXT, "title": "NDA"}})
+    waited = call(
+        acme.agent,
+        acme,
+        "post",
+        f"threads/{thread_id}/runs/wait",
+        {"assistant_id": GRAPH, "input": {"contract_text": LOW_RISK_TEXT, "title": "NDA"}},
+    )
     run = Run.objects.get(contract_id=thread_id)
     assert waited["Content-Type"] == "application/json"
     assert waited["Location"] == f"/threads/{thread_id}/runs/{run.pk}/join"
@@ -237,9 +265,14 @@ def test_an_answered_or_unknown_interrupt_is_a_409_listing_the_pending_ones(acme
     assert again.json()["code"] == "already_resolved" and again.json()["pending_ids"] == [ids["finance"]]
     unknown = resume(acme.reviewer2, acme, thread_id, {"0" * 32: {"decision": "approve"}})
     assert (unknown.status_code, unknown.json()["code"], unknown.json()["pending_ids"]) == (
-        409, "unknown_interrupt", [ids["finance"]])
+        409,
+        "unknown_interrupt",
+        [ids["finance"]],
+    )
     # One unknown id refuses the whole command: the finance answer with it is not recorded.
-    mixed = resume(acme.reviewer2, acme, thread_id, {ids["finance"]: {"decision": "approve"}, "f" * 32: {"decision": "approve"}})
+    mixed = resume(
+        acme.reviewer2, acme, thread_id, {ids["finance"]: {"decision": "approve"}, "f" * 32: {"decision": "approve"}}
+    )
     assert mixed.status_code == 409
     assert ReviewTask.objects.get(interrupt_id=ids["finance"]).status == "pending"
 
@@ -262,18 +295,21 @@ def test_a_malformed_answer_is_a_422_naming_the_field(acme):
     assert not ReviewTask.objects.filter(contract_id=thread_id, status="resolved").exists()
 
 
-@pytest.mark.parametrize(("payload", "field"), [
-    ({"command": {"goto": "finalize", "resume": {}}}, "command"),
-    ({"command": {"update": {"risk_score": 0}, "resume": {}}}, "command"),
-    ({"input": {"contract_text": "x", "title": "t"}, "command": {"resume": {}}}, "command"),
-    ({}, "input"),
-    ({"input": {"text": "x"}}, "input"),
-    ({"input": {"contract_text": "", "title": "t"}}, "input.contract_text"),
-    ({"interrupt_before": ["legal_review"], "input": {"contract_text": "x", "title": "t"}}, "interrupt_before"),
-    ({"multitask_strategy": "rollback", "command": {"resume": {"decision": "approve"}}}, "multitask_strategy"),
-    ({"config": {"configurable": {"risk_threshold": 1}}, "command": {"resume": {"decision": "approve"}}}, "config"),
-    ({"stream_mode": "everything", "command": {"resume": {"decision": "approve"}}}, "stream_mode"),
-])
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"command": {"goto": "finalize", "resume": {}}}, "command"),
+        ({"command": {"update": {"risk_score": 0}, "resume": {}}}, "command"),
+        ({"input": {"contract_text": "x", "title": "t"}, "command": {"resume": {}}}, "command"),
+        ({}, "input"),
+        ({"input": {"text": "x"}}, "input"),
+        ({"input": {"contract_text": "", "title": "t"}}, "input.contract_text"),
+        ({"interrupt_before": ["legal_review"], "input": {"contract_text": "x", "title": "t"}}, "interrupt_before"),
+        ({"multitask_strategy": "rollback", "command": {"resume": {"decision": "approve"}}}, "multitask_strategy"),
+        ({"config": {"configurable": {"risk_threshold": 1}}, "command": {"resume": {"decision": "approve"}}}, "config"),
+        ({"stream_mode": "everything", "command": {"resume": {"decision": "approve"}}}, "stream_mode"),
+    ],
+)
 def test_a_bad_run_is_a_422_naming_the_field(acme, payload, field):
     thread_id = call(acme.agent, acme, "post", "threads", {}).json()["thread_id"]
     response = call(acme.admin, acme, "post", f"threads/{thread_id}/runs", {"assistant_id": GRAPH, **payload})
@@ -287,11 +323,18 @@ def test_a_bare_value_answers_the_one_interrupt_the_caller_may_decide(acme):
     # reviewer2 approves finance and is a reviewer: both are theirs, so a bare value is ambiguous.
     ambiguous = resume(acme.reviewer2, acme, thread_id, {"decision": "approve"})
     assert (ambiguous.status_code, ambiguous.json()["code"], ambiguous.json()["pending_ids"]) == (
-        409, "ambiguous", [ids["legal"], ids["finance"]])
+        409,
+        "ambiguous",
+        [ids["legal"], ids["finance"]],
+    )
     # reviewer may only decide legal: the bare value is that one.
     assert resume(acme.reviewer, acme, thread_id, {"decision": "reject", "comment": "no"}).status_code == 200
     legal = ReviewTask.objects.get(interrupt_id=ids["legal"])
-    assert (legal.status, legal.decision["decision"], legal.decided_by_id) == ("resolved", "reject", acme.reviewer.user.pk)
+    assert (legal.status, legal.decision["decision"], legal.decided_by_id) == (
+        "resolved",
+        "reject",
+        acme.reviewer.user.pk,
+    )
     # Now nothing pending is reviewer's.
     assert resume(acme.reviewer, acme, thread_id, {"decision": "approve"}).status_code == 403
 
@@ -302,15 +345,23 @@ def test_roles_that_may_not_decide_get_403(acme):
     for member in (acme.viewer, acme.agent):
         assert resume(member, acme, thread_id, {legal: {"decision": "approve"}}).status_code == 403
     # A reviewer outside the finance team may not decide finance.
-    assert resume(acme.reviewer, acme, thread_id, {interrupt_ids(output)["finance"]: {"decision": "approve"}}).status_code == 403
+    assert (
+        resume(acme.reviewer, acme, thread_id, {interrupt_ids(output)["finance"]: {"decision": "approve"}}).status_code
+        == 403
+    )
     assert not ReviewTask.objects.filter(contract_id=thread_id, status="resolved").exists()
 
 
 def test_four_eyes_holds_through_the_sdk(acme):
     thread_id, output = thread_with_contract(acme, text=CRITICAL_RISK_TEXT)
-    assert resume(acme.admin, acme, thread_id, {interrupt_ids(output)["legal"]: {"decision": "approve"}}).status_code == 200
-    signoff = interrupt_ids(call(acme.viewer, acme, "get", f"threads/{thread_id}/state").json() | {
-        "__interrupt__": call(acme.viewer, acme, "get", f"threads/{thread_id}/state").json()["interrupts"]})["signoff"]
+    assert (
+        resume(acme.admin, acme, thread_id, {interrupt_ids(output)["legal"]: {"decision": "approve"}}).status_code
+        == 200
+    )
+    signoff = interrupt_ids(
+        call(acme.viewer, acme, "get", f"threads/{thread_id}/state").json()
+        | {"__interrupt__": call(acme.viewer, acme, "get", f"threads/{thread_id}/state").json()["interrupts"]}
+    )["signoff"]
     same = resume(acme.admin, acme, thread_id, {signoff: {"decision": "approve"}})
     assert (same.status_code, same.json()["code"]) == (403, "four_eyes")
     assert resume(acme.senior, acme, thread_id, {signoff: {"decision": "approve"}}).status_code == 200
@@ -327,10 +378,17 @@ def test_a_claim_by_someone_else_is_a_409(acme):
 def test_if_match_binds_the_decision_to_what_the_client_saw(acme):
     thread_id, output = thread_with_contract(acme)
     [legal] = [i for i in output["__interrupt__"] if i["value"]["kind"] == "legal"]
-    stale = resume(acme.reviewer, acme, thread_id, {legal["id"]: {"decision": "approve"}}, HTTP_IF_MATCH='"' + "a" * 64 + '"')
+    stale = resume(
+        acme.reviewer, acme, thread_id, {legal["id"]: {"decision": "approve"}}, HTTP_IF_MATCH='"' + "a" * 64 + '"'
+    )
     assert (stale.status_code, stale.json()["code"]) == (409, "stale_digest")
-    fresh = resume(acme.reviewer, acme, thread_id, {legal["id"]: {"decision": "approve"}},
-                   HTTP_IF_MATCH=f'"{legal["payload_digest"]}"')
+    fresh = resume(
+        acme.reviewer,
+        acme,
+        thread_id,
+        {legal["id"]: {"decision": "approve"}},
+        HTTP_IF_MATCH=f'"{legal["payload_digest"]}"',
+    )
     assert fresh.status_code == 200
 
 
@@ -342,8 +400,13 @@ def test_an_idempotency_key_replays_the_run(acme):
     assert first.status_code == replay.status_code == 200
     assert first.json()["run_id"] == replay.json()["run_id"]
     assert AuditRecord.objects.filter(tenant=acme.tenant, action="review.resolved").count() == 1
-    other = resume(acme.reviewer, acme, thread_id, {interrupt_ids(output)["finance"]: {"decision": "approve"}},
-                   HTTP_IDEMPOTENCY_KEY="k-1")
+    other = resume(
+        acme.reviewer,
+        acme,
+        thread_id,
+        {interrupt_ids(output)["finance"]: {"decision": "approve"}},
+        HTTP_IDEMPOTENCY_KEY="k-1",
+    )
     assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
 
 
@@ -351,13 +414,28 @@ def test_an_in_flight_run_queues_a_resume_unless_the_client_asks_to_reject(acme)
     thread_id, output = thread_with_contract(acme)
     ids = interrupt_ids(output)
     # A decision recorded, its drive not run yet: the thread is busy.
-    queued = call(acme.reviewer, acme, "post", f"threads/{thread_id}/runs",
-                  {"assistant_id": GRAPH, "command": {"resume": {ids["legal"]: {"decision": "approve"}}}}, drive=False)
+    queued = call(
+        acme.reviewer,
+        acme,
+        "post",
+        f"threads/{thread_id}/runs",
+        {"assistant_id": GRAPH, "command": {"resume": {ids["legal"]: {"decision": "approve"}}}},
+        drive=False,
+    )
     assert queued.json()["status"] == "pending"
     assert call(acme.viewer, acme, "get", f"threads/{thread_id}").json()["status"] == "busy"
-    rejected = call(acme.reviewer2, acme, "post", f"threads/{thread_id}/runs", {
-        "assistant_id": GRAPH, "multitask_strategy": "reject",
-        "command": {"resume": {ids["finance"]: {"decision": "approve"}}}}, drive=False)
+    rejected = call(
+        acme.reviewer2,
+        acme,
+        "post",
+        f"threads/{thread_id}/runs",
+        {
+            "assistant_id": GRAPH,
+            "multitask_strategy": "reject",
+            "command": {"resume": {ids["finance"]: {"decision": "approve"}}},
+        },
+        drive=False,
+    )
     assert (rejected.status_code, rejected.json()["code"]) == (409, "multitask_reject")
     # The default (enqueue) records it behind the first; one drive applies both.
     enqueued = resume(acme.reviewer2, acme, thread_id, {ids["finance"]: {"decision": "approve"}}, endpoint="runs/wait")
@@ -368,12 +446,22 @@ def test_an_in_flight_run_queues_a_resume_unless_the_client_asks_to_reject(acme)
 
 def test_input_is_once_per_thread_and_only_from_submitters(acme):
     thread_id, _ = thread_with_contract(acme)
-    again = call(acme.agent, acme, "post", f"threads/{thread_id}/runs",
-                 {"assistant_id": GRAPH, "input": {"contract_text": HIGH_RISK_TEXT, "title": "again"}})
+    again = call(
+        acme.agent,
+        acme,
+        "post",
+        f"threads/{thread_id}/runs",
+        {"assistant_id": GRAPH, "input": {"contract_text": HIGH_RISK_TEXT, "title": "again"}},
+    )
     assert (again.status_code, again.json()["code"]) == (409, "input_given")
     fresh = call(acme.agent, acme, "post", "threads", {}).json()["thread_id"]
-    viewer = call(acme.viewer, acme, "post", f"threads/{fresh}/runs",
-                  {"assistant_id": GRAPH, "input": {"contract_text": HIGH_RISK_TEXT, "title": "v"}})
+    viewer = call(
+        acme.viewer,
+        acme,
+        "post",
+        f"threads/{fresh}/runs",
+        {"assistant_id": GRAPH, "input": {"contract_text": HIGH_RISK_TEXT, "title": "v"}},
+    )
     assert viewer.status_code == 403
 
 
@@ -385,7 +473,9 @@ def test_a_missing_thread_is_made_for_the_run_only_when_asked(acme):
     assert made.status_code == 200 and made.json()["thread_id"] == own
     stateless = call(acme.agent, acme, "post", "runs/wait", payload)
     assert body(stateless)["human_decision"] == "auto_approved"
-    resumed = call(acme.reviewer, acme, "post", "runs", {"assistant_id": GRAPH, "command": {"resume": {"decision": "approve"}}})
+    resumed = call(
+        acme.reviewer, acme, "post", "runs", {"assistant_id": GRAPH, "command": {"resume": {"decision": "approve"}}}
+    )
     assert resumed.status_code == 400 and "thread_id" in resumed.json()["detail"]
 
 
@@ -407,15 +497,26 @@ def test_runs_list_get_and_cancel(acme):
 
 def test_stream_sends_metadata_then_events_updates_and_values(acme):
     thread_id = call(acme.agent, acme, "post", "threads", {}).json()["thread_id"]
-    streamed = call(acme.agent, acme, "post", f"threads/{thread_id}/runs/stream", {
-        "assistant_id": GRAPH, "input": {"contract_text": HIGH_RISK_TEXT, "title": "MSA"},
-        "stream_mode": ["events", "updates", "values"]})
+    streamed = call(
+        acme.agent,
+        acme,
+        "post",
+        f"threads/{thread_id}/runs/stream",
+        {
+            "assistant_id": GRAPH,
+            "input": {"contract_text": HIGH_RISK_TEXT, "title": "MSA"},
+            "stream_mode": ["events", "updates", "values"],
+        },
+    )
     assert streamed["Content-Type"].startswith("text/event-stream")
     assert streamed["Cache-Control"] == "no-store" and streamed["X-Accel-Buffering"] == "no"
     found = events(streamed)
     assert found[0][0] == "metadata" and found[0][1]["run_id"] == streamed["Content-Location"].rsplit("/", 1)[1]
-    nodes = [data["metadata"]["langgraph_node"] for event, data in found
-             if event == "events" and data["event"] == "on_chain_start" and "langgraph_node" in data["metadata"]]
+    nodes = [
+        data["metadata"]["langgraph_node"]
+        for event, data in found
+        if event == "events" and data["event"] == "on_chain_start" and "langgraph_node" in data["metadata"]
+    ]
     assert nodes == ["analyze", "legal_review"]
     [update] = [data for event, data in found if event == "updates"]
     [values] = [data for event, data in found if event == "values"]
@@ -425,8 +526,12 @@ def test_stream_sends_metadata_then_events_updates_and_values(acme):
 
 def test_a_stream_asked_for_with_accept_text_event_stream_answers_errors_in_json(acme):
     api = client(acme.viewer)
-    refused = api.post(url(acme, f"threads/{uuid.uuid4()}/runs/stream"), {"assistant_id": GRAPH, "input": {}},
-                       format="json", HTTP_ACCEPT="text/event-stream")
+    refused = api.post(
+        url(acme, f"threads/{uuid.uuid4()}/runs/stream"),
+        {"assistant_id": GRAPH, "input": {}},
+        format="json",
+        HTTP_ACCEPT="text/event-stream",
+    )
     assert refused.status_code in (403, 404, 422)
     assert refused["Content-Type"] == "application/json" and "detail" in refused.json()
 
@@ -459,26 +564,35 @@ def test_errors_are_json_with_detail_even_outside_the_views(acme):
 @override_settings(CORS_ALLOWED_ORIGINS=["https://inbox.example.com"])
 def test_cors_for_configured_origins_on_the_langgraph_prefixes_only(acme):
     api = client(None)
-    preflight = api.options("/langgraph/acme/info", HTTP_ORIGIN="https://inbox.example.com",
-                            HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
-                            HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type,x-api-key",
-                            HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK="true")
+    preflight = api.options(
+        "/langgraph/acme/info",
+        HTTP_ORIGIN="https://inbox.example.com",
+        HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
+        HTTP_ACCESS_CONTROL_REQUEST_HEADERS="content-type,x-api-key",
+        HTTP_ACCESS_CONTROL_REQUEST_PRIVATE_NETWORK="true",
+    )
     assert preflight.status_code == 200
     assert preflight["Access-Control-Allow-Origin"] == "https://inbox.example.com"
     assert {"x-api-key", "authorization", "content-type", "last-event-id"} <= {
-        h.strip() for h in preflight["Access-Control-Allow-Headers"].split(",")}
+        h.strip() for h in preflight["Access-Control-Allow-Headers"].split(",")
+    }
     assert preflight["Access-Control-Allow-Private-Network"] == "true"
-    answer = client(acme.viewer).post(url(acme, "threads/search", "agent-inbox"), {}, format="json",
-                                      HTTP_ORIGIN="https://inbox.example.com")
+    answer = client(acme.viewer).post(
+        url(acme, "threads/search", "agent-inbox"), {}, format="json", HTTP_ORIGIN="https://inbox.example.com"
+    )
     assert answer["Access-Control-Allow-Origin"] == "https://inbox.example.com"
     assert {"Location", "Content-Location", "X-Pagination-Total", "X-Pagination-Next"} <= {
-        h.strip() for h in answer["Access-Control-Expose-Headers"].split(",")}
+        h.strip() for h in answer["Access-Control-Expose-Headers"].split(",")
+    }
     # An error a browser client must be able to read carries them too.
-    assert "Access-Control-Allow-Origin" in client(None).post(url(acme, "threads/search"), {}, format="json",
-                                                              HTTP_ORIGIN="https://inbox.example.com")
-    stranger = api.options("/langgraph/acme/info", HTTP_ORIGIN="https://evil.example",
-                           HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET")
+    assert "Access-Control-Allow-Origin" in client(None).post(
+        url(acme, "threads/search"), {}, format="json", HTTP_ORIGIN="https://inbox.example.com"
+    )
+    stranger = api.options(
+        "/langgraph/acme/info", HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"
+    )
     assert "Access-Control-Allow-Origin" not in stranger
-    rest = api.options(acme.url("reviews/"), HTTP_ORIGIN="https://inbox.example.com",
-                       HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET")
+    rest = api.options(
+        acme.url("reviews/"), HTTP_ORIGIN="https://inbox.example.com", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"
+    )
     assert "Access-Control-Allow-Origin" not in rest

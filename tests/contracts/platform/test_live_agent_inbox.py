@@ -30,11 +30,18 @@ def agent_inbox(server, world, member, *steps: dict) -> list:
     """Run the steps as Agent Inbox would, as `member`; one result per step."""
     node = shutil.which("node")
     assert node, "Node.js is needed for the Agent Inbox client test"
-    assert (JS / "node_modules" / "@langchain" / "langgraph-sdk").is_dir(), \
+    assert (JS / "node_modules" / "@langchain" / "langgraph-sdk").is_dir(), (
         "the JS client is not installed: run bash .ci/setup (npm ci in tests/js)"
-    plan = {"url": f"{server.http}/agent-inbox/{world.slug}", "key": member.token, "graphId": GRAPH, "steps": list(steps)}
-    done = subprocess.run([node, str(JS / "agent_inbox.mjs"), json.dumps(plan)], cwd=JS, capture_output=True, text=True,
-                          timeout=120)
+    )
+    plan = {
+        "url": f"{server.http}/agent-inbox/{world.slug}",
+        "key": member.token,
+        "graphId": GRAPH,
+        "steps": list(steps),
+    }
+    done = subprocess.run(
+        [node, str(JS / "agent_inbox.mjs"), json.dumps(plan)], cwd=JS, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])["results"]
 
@@ -53,9 +60,13 @@ def test_agent_inbox_lists_answers_ignores_and_resolves(acme, globex):
         parallel = submit(server, acme, HIGH_RISK_LARGE_PAYMENT_TEXT, "Supply")
         single = submit(server, acme, HIGH_RISK_TEXT, "MSA")
         doomed = submit(server, acme, HIGH_RISK_TEXT, "Doomed")
-        tasks = {(str(t.contract_id), t.kind): str(t.pk) for t in ReviewTask.objects.filter(contract__tenant=acme.tenant)}
+        tasks = {
+            (str(t.contract_id), t.kind): str(t.pk) for t in ReviewTask.objects.filter(contract__tenant=acme.tenant)
+        }
 
-        info, listed = agent_inbox(server, acme, acme.reviewer2, {"op": "info"}, {"op": "search", "status": "interrupted"})
+        info, listed = agent_inbox(
+            server, acme, acme.reviewer2, {"op": "info"}, {"op": "search", "status": "interrupted"}
+        )
         assert info["status"] == 200 and info["body"]["host"]["tenant_id"] is None
         # One thread per review task, parallel reviews included, each a HumanInterrupt.
         assert {t["thread_id"] for t in listed} == set(tasks.values())
@@ -66,36 +77,53 @@ def test_agent_inbox_lists_answers_ignores_and_resolves(acme, globex):
             assert "**Risk score:**" in interrupt["description"]
 
         accepted, ignored, responded = agent_inbox(
-            server, acme, acme.reviewer2,
+            server,
+            acme,
+            acme.reviewer2,
             {"op": "respond", "threadId": tasks[parallel, "legal"], "answer": {"type": "accept"}},
             {"op": "ignore", "threadId": tasks[parallel, "finance"]},
-            {"op": "respond", "threadId": tasks[single, "legal"],
-             "answer": {"type": "response", "text": "Cap the liability, then resend."}},
+            {
+                "op": "respond",
+                "threadId": tasks[single, "legal"],
+                "answer": {"type": "response", "text": "Cap the liability, then resend."},
+            },
         )
         assert accepted["errors"] == [] and "legal_review" in accepted["nodes"], accepted
         assert accepted["events"][0] == "metadata"
         assert ignored["status"] in ("pending", "running", "success"), ignored
         assert responded["errors"] == [] and responded["status_after"] == "idle", responded
 
-        refused, = agent_inbox(server, acme, acme.reviewer, {"op": "resolve", "threadId": tasks[doomed, "legal"]})
+        (refused,) = agent_inbox(server, acme, acme.reviewer, {"op": "resolve", "threadId": tasks[doomed, "legal"]})
         assert refused["error"]["status"] == 403
-        resolved, after = agent_inbox(server, acme, acme.admin, {"op": "resolve", "threadId": tasks[doomed, "legal"]},
-                                      {"op": "search", "status": "interrupted"})
+        resolved, after = agent_inbox(
+            server,
+            acme,
+            acme.admin,
+            {"op": "resolve", "threadId": tasks[doomed, "legal"]},
+            {"op": "search", "status": "interrupted"},
+        )
         assert "error" not in resolved, resolved
         assert after == []
         # Another tenant's member sees none of it.
         [stranger] = agent_inbox(server, acme, globex.admin, {"op": "search", "status": "interrupted"})
         assert stranger["error"]["status"] == 404
         outcome = {parallel: "rejected", single: "rejected", doomed: "cancelled"}
-        wait_until(lambda: {str(c.pk): c.status for c in Contract.objects.filter(tenant=acme.tenant)} == outcome,
-                   what="every answer applied by the workers")
+        wait_until(
+            lambda: {str(c.pk): c.status for c in Contract.objects.filter(tenant=acme.tenant)} == outcome,
+            what="every answer applied by the workers",
+        )
 
-    decisions = {(str(t.contract_id), t.kind): (t.status, (t.decision or {}).get("decision"), (t.decision or {}).get("comment"))
-                 for t in ReviewTask.objects.filter(contract__tenant=acme.tenant)}
+    decisions = {
+        (str(t.contract_id), t.kind): (t.status, (t.decision or {}).get("decision"), (t.decision or {}).get("comment"))
+        for t in ReviewTask.objects.filter(contract__tenant=acme.tenant)
+    }
     assert decisions[parallel, "legal"] == ("resolved", "approve", "")
     assert decisions[parallel, "finance"] == ("resolved", "reject", "")
     assert decisions[single, "legal"] == ("resolved", "reject", "Cap the liability, then resend.")
     assert decisions[doomed, "legal"][0] == "cancelled"
-    interfaces = set(AuditRecord.objects.filter(tenant=acme.tenant, action__in=["review.resolved", "contract.cancelled"])
-                     .values_list("interface", flat=True))
+    interfaces = set(
+        AuditRecord.objects.filter(
+            tenant=acme.tenant, action__in=["review.resolved", "contract.cancelled"]
+        ).values_list("interface", flat=True)
+    )
     assert interfaces == {"agent-inbox"}

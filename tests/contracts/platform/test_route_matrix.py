@@ -90,16 +90,34 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
 OBJECTS: dict[str, dict[str, str]] = {
     "langgraph-assistant-detail": {"assistant_id": "assistant"},
     "agent-inbox-assistant-detail": {"assistant_id": "assistant"},
-    **{name: {"thread_id": "contract"} for name in (
-        "langgraph-thread-detail", "langgraph-thread-state", "langgraph-run-list", "langgraph-run-wait",
-        "langgraph-run-stream")},
-    **{name: {"thread_id": "contract", "run_id": "run"} for name in (
-        "langgraph-run-detail", "langgraph-run-join", "langgraph-run-join-stream", "langgraph-run-cancel")},
-    **{name: {"thread_id": "legal"} for name in (
-        "agent-inbox-thread-detail", "agent-inbox-thread-state", "agent-inbox-run-list", "agent-inbox-run-wait",
-        "agent-inbox-run-stream")},
-    **{name: {"thread_id": "finance", "run_id": "run"} for name in (
-        "agent-inbox-run-detail", "agent-inbox-run-join", "agent-inbox-run-join-stream")},
+    **{
+        name: {"thread_id": "contract"}
+        for name in (
+            "langgraph-thread-detail",
+            "langgraph-thread-state",
+            "langgraph-run-list",
+            "langgraph-run-wait",
+            "langgraph-run-stream",
+        )
+    },
+    **{
+        name: {"thread_id": "contract", "run_id": "run"}
+        for name in ("langgraph-run-detail", "langgraph-run-join", "langgraph-run-join-stream", "langgraph-run-cancel")
+    },
+    **{
+        name: {"thread_id": "legal"}
+        for name in (
+            "agent-inbox-thread-detail",
+            "agent-inbox-thread-state",
+            "agent-inbox-run-list",
+            "agent-inbox-run-wait",
+            "agent-inbox-run-stream",
+        )
+    },
+    **{
+        name: {"thread_id": "finance", "run_id": "run"}
+        for name in ("agent-inbox-run-detail", "agent-inbox-run-join", "agent-inbox-run-join-stream")
+    },
 }
 
 
@@ -158,8 +176,13 @@ def test_every_route_and_method_has_a_row():
 
 def test_the_matrix_agrees_with_the_roles_of_every_view():
     """Method-level roles of each view; the rows for runs narrow them by the kind of run."""
-    role_of = {"viewer": "viewer", "reviewer": "reviewer", "senior": "senior_reviewer", "admin": "admin",
-               "agent": "agent"}
+    role_of = {
+        "viewer": "viewer",
+        "reviewer": "reviewer",
+        "senior": "senior_reviewer",
+        "admin": "admin",
+        "agent": "agent",
+    }
     for (name, method), row in MATRIX.items():
         if row is PUBLIC:
             continue
@@ -180,26 +203,47 @@ class Objects:
     run: Run  # the finance decision
 
     def ids(self, name: str) -> dict[str, Any]:
-        by_kind = {"contract": self.contract.pk, "legal": self.legal.pk, "finance": self.finance.pk,
-                   "run": self.run.pk, "assistant": GRAPH}
+        by_kind = {
+            "contract": self.contract.pk,
+            "legal": self.legal.pk,
+            "finance": self.finance.pk,
+            "run": self.run.pk,
+            "assistant": GRAPH,
+        }
         return {kwarg: by_kind[kind] for kwarg, kind in OBJECTS.get(name, {}).items()}
 
 
 def _objects(world) -> Objects:
     contract = contract_thread_create(tenant=world.tenant, created_by=world.agent.user, metadata={})
     # Autocommit here: the immediate task backend drives each run as it commits.
-    thread_run_create(tenant=world.tenant, contract_id=contract.pk, user=world.agent.user, via="langgraph",
-                      input={"title": f"{world.slug} MSA", "text": HIGH_RISK_LARGE_PAYMENT_TEXT})
+    thread_run_create(
+        tenant=world.tenant,
+        contract_id=contract.pk,
+        user=world.agent.user,
+        via="langgraph",
+        input={"title": f"{world.slug} MSA", "text": HIGH_RISK_LARGE_PAYMENT_TEXT},
+    )
     finance = ReviewTask.objects.get(contract=contract, kind="finance")
-    run, _ = thread_run_create(tenant=world.tenant, contract_id=contract.pk, user=world.reviewer2.user,
-                               via="langgraph", answers={finance.interrupt_id: {"decision": "approve"}})
-    return Objects(contract=contract, legal=ReviewTask.objects.get(contract=contract, kind="legal"),
-                   finance=ReviewTask.objects.get(pk=finance.pk), run=run)
+    run, _ = thread_run_create(
+        tenant=world.tenant,
+        contract_id=contract.pk,
+        user=world.reviewer2.user,
+        via="langgraph",
+        answers={finance.interrupt_id: {"decision": "approve"}},
+    )
+    return Objects(
+        contract=contract,
+        legal=ReviewTask.objects.get(contract=contract, kind="legal"),
+        finance=ReviewTask.objects.get(pk=finance.pk),
+        run=run,
+    )
 
 
 @pytest.fixture(scope="module")
 def _module_world(django_db_setup, django_db_blocker):
-    with committed_worlds(django_db_blocker, lambda acme, globex: (acme, globex, _objects(acme), _objects(globex))) as built:
+    with committed_worlds(
+        django_db_blocker, lambda acme, globex: (acme, globex, _objects(acme), _objects(globex))
+    ) as built:
         yield built
 
 
@@ -219,8 +263,12 @@ def _call(member, name: str, method: str, path: str, payload: Any):
 
 
 def _state() -> tuple:
-    return (Contract.objects.count(), Run.objects.count(), AuditRecord.objects.count(),
-            sorted(ReviewTask.objects.values_list("pk", "status")))
+    return (
+        Contract.objects.count(),
+        Run.objects.count(),
+        AuditRecord.objects.count(),
+        sorted(ReviewTask.objects.values_list("pk", "status")),
+    )
 
 
 CASES = [(name, method, caller, status) for (name, method), row in MATRIX.items() for caller, status in row.items()]
@@ -229,8 +277,11 @@ CASES = [(name, method, caller, status) for (name, method), row in MATRIX.items(
 @pytest.mark.parametrize(("name", "method", "caller", "expected"), CASES, ids=[f"{n} {m} {c}" for n, m, c, _ in CASES])
 def test_route_method_caller(world, name, method, caller, expected):
     acme, globex, objects, _ = world
-    member = {"anonymous": None, "other_tenant": globex.admin}[caller] if caller in ("anonymous", "other_tenant") \
+    member = (
+        {"anonymous": None, "other_tenant": globex.admin}[caller]
+        if caller in ("anonymous", "other_tenant")
         else getattr(acme, caller)
+    )
     before = _state()
     response = _call(member, name, method, _url(name, acme.slug, objects.ids(name)), body_for(name, method, objects))
     # Only the status and the headers: a stream of a run that is not driven would not end.
@@ -240,8 +291,10 @@ def test_route_method_caller(world, name, method, caller, expected):
         assert _state() == before, f"{name} {method} {caller}: a refused request changed the database"
 
 
-OBJECT_ROUTES = sorted({(name, method) for (name, method) in MATRIX if OBJECTS.get(name)} - {
-    ("langgraph-assistant-detail", "GET"), ("agent-inbox-assistant-detail", "GET")})
+OBJECT_ROUTES = sorted(
+    {(name, method) for (name, method) in MATRIX if OBJECTS.get(name)}
+    - {("langgraph-assistant-detail", "GET"), ("agent-inbox-assistant-detail", "GET")}
+)
 
 
 @pytest.mark.parametrize(("name", "method"), OBJECT_ROUTES, ids=[f"{n} {m}" for n, m in OBJECT_ROUTES])
