@@ -33,7 +33,11 @@ from reviews.apis import CONTRACT_EXCERPT_CHARS
 from reviews.models import ReviewKind, ReviewTask
 
 ACTIONS = {ReviewKind.LEGAL: "legal_review", ReviewKind.FINANCE: "finance_review", ReviewKind.SIGNOFF: "signoff_review"}
-_TITLES = {ReviewKind.LEGAL: "Legal review", ReviewKind.FINANCE: "Finance approval", ReviewKind.SIGNOFF: "Critical sign-off"}
+_TITLES = {
+    ReviewKind.LEGAL: "Legal review",
+    ReviewKind.FINANCE: "Finance approval",
+    ReviewKind.SIGNOFF: "Critical sign-off",
+}
 RESPONSE_TYPES = ("accept", "edit", "response", "ignore")
 
 
@@ -68,8 +72,10 @@ def task_description(task: ReviewTask) -> str:
         lines += ["### Findings", ""]
         for finding in findings:
             excerpt = f": `{_inline(finding['excerpt'])}`" if finding.get("excerpt") else ""
-            lines.append(f"- **{_inline(finding.get('title', finding.get('rule', '')))}** "
-                         f"(weight {float(finding.get('weight') or 0):.2f}){excerpt}")
+            lines.append(
+                f"- **{_inline(finding.get('title', finding.get('rule', '')))}** "
+                f"(weight {float(finding.get('weight') or 0):.2f}){excerpt}"
+            )
         lines.append("")
     if payload.get("unsure_reasons"):
         lines += ["### Why the analyser is unsure", ""]
@@ -82,17 +88,26 @@ def task_description(task: ReviewTask) -> str:
             lines.append(f"- **{payment.get('currency') or ''} {float(payment.get('amount') or 0):,.2f}**{excerpt}")
         lines.append("")
     if payload.get("first_signer"):
-        lines += [f"Approved by legal: **{_inline(payload['first_signer'].get('username') or '?')}**; "
-                  "the sign-off must come from someone else.", ""]
+        lines += [
+            f"Approved by legal: **{_inline(payload['first_signer'].get('username') or '?')}**; "
+            "the sign-off must come from someone else.",
+            "",
+        ]
     lines += ["### Contract excerpt", "", _fenced(contract.text[:CONTRACT_EXCERPT_CHARS]), ""]
     options = _options(task)
     lines += ["### How to answer", "", "- **Accept**: approve."]
     choices = " or ".join([", ".join(options[:-1]), options[-1]] if len(options) > 1 else options)
-    lines.append(f"- **Edit**: set `decision` to {choices}"
-                 + (" (amend: one amendment per line in `amendments`)" if "amend" in options else "")
-                 + ", with an optional `comment`.")
-    lines += ["- **Respond**: reject, with your text as the comment.", "- **Ignore**: reject.", "",
-              f"Review task `{task.pk}` of contract `{task.contract_id}`."]
+    lines.append(
+        f"- **Edit**: set `decision` to {choices}"
+        + (" (amend: one amendment per line in `amendments`)" if "amend" in options else "")
+        + ", with an optional `comment`."
+    )
+    lines += [
+        "- **Respond**: reject, with your text as the comment.",
+        "- **Ignore**: reject.",
+        "",
+        f"Review task `{task.pk}` of contract `{task.contract_id}`.",
+    ]
     return "\n".join(lines)
 
 
@@ -203,6 +218,10 @@ def inbox_thread_values(task: ReviewTask) -> dict[str, Any]:
         "title": task.contract.title,
         "risk_score": task.risk_score,
         "recommendation": task.payload.get("recommendation"),
-        "decision": {key: decision[key] for key in ("decision", "amendments", "comment", "decided_by_username",
-                                                    "decided_at") if key in decision} or None,
+        "decision": {
+            key: decision[key]
+            for key in ("decision", "amendments", "comment", "decided_by_username", "decided_at")
+            if key in decision
+        }
+        or None,
     }
