@@ -83,3 +83,17 @@ def test_the_rest_api_shows_it_as_created(acme, globex, created):
     listed = acme.viewer.client.get(acme.url("contracts/?run_state=created")).json()["results"]
     assert [(c["id"], c["status"], c["run_state"]) for c in listed] == [(str(created.pk), "created", "created")]
     assert globex.admin.client.get(globex.url(f"contracts/{created.pk}/")).status_code == 404
+
+
+def test_only_a_tenant_admin_cancels_a_created_thread_and_only_in_its_tenant(acme, globex, created):
+    from config.api_errors import Forbidden, NotFound
+
+    with pytest.raises(Forbidden):
+        contract_cancel(tenant=acme.tenant, contract_id=created.pk, user=acme.reviewer.user, via="api")
+    with pytest.raises(NotFound):
+        contract_cancel(tenant=globex.tenant, contract_id=created.pk, user=globex.admin.user, via="api")
+    with pytest.raises(NotFound):
+        contract_input_submit(tenant=globex.tenant, contract_id=created.pk, submitted_by=globex.agent.user,
+                              title="MSA", text=HIGH_RISK_TEXT)
+    created.refresh_from_db()
+    assert created.status == ContractStatus.CREATED

@@ -93,3 +93,17 @@ def test_a_task_that_shows_something_else_than_the_live_interrupt_is_refused(acm
     assert refused.json()["error"]["reason"] == "interrupt_changed"
     # The other interrupt of the thread is unaffected.
     assert resume(acme.reviewer, acme, tasks["legal"]).status_code == 202
+
+
+def test_the_digest_is_no_way_around_tenancy_or_permissions(acme, globex, tasks):
+    legal = tasks["legal"]
+    # Another tenant's member: the task does not exist for them, digest or not.
+    assert globex.admin.client.get(globex.url(f"reviews/{legal.pk}/")).status_code == 404
+    foreign = globex.admin.client.post(globex.url(f"reviews/{legal.pk}/resume/"), {"decision": "approve"},
+                                       format="json", HTTP_IF_MATCH=f'"{legal.payload_digest}"')
+    assert foreign.status_code == 404
+    # A member who may not decide is refused before any digest is looked at.
+    viewer = acme.viewer.client.post(acme.url(f"reviews/{legal.pk}/resume/"), {"decision": "approve"},
+                                     format="json", HTTP_IF_MATCH=f'"{legal.payload_digest}"')
+    assert viewer.status_code == 403
+    assert ReviewTask.objects.get(pk=legal.pk).status == "pending"
