@@ -23,7 +23,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from config.api_errors import Conflict, Forbidden, InvalidInput, NotFound
-from contracts.models import FINAL_STATUSES, Contract, Run, RunKind
+from contracts.models import FINAL_STATUSES, Contract, ContractStatus, Run, RunKind
 from contracts.platform import serializers as out
 from contracts.platform.auth import PlatformTokenAuthentication
 from contracts.platform.errors import BadRequest, platform_exception_handler
@@ -437,6 +437,8 @@ def run_nodes(run: Run, contract: Contract, tasks: list, pending: list, status: 
     nodes = ["analyze"] if run.kind == RunKind.INPUT else [NODE_OF_KIND[task.kind] for task in tasks]
     if status == "success":
         nodes += [NODE_OF_KIND[task.kind] for task in pending if task.created_at >= run.created_at]
+        if contract.status == ContractStatus.AMENDED:
+            nodes.append("amend")
         if contract.status in FINAL_STATUSES:
             nodes.append("finalize")
     return list(dict.fromkeys(nodes))
