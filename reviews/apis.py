@@ -124,7 +124,11 @@ class ReviewTaskListApi(TenantAPIView):
         created_before = serializers.DateTimeField(required=False)
         updated_after = serializers.DateTimeField(required=False)
         updated_before = serializers.DateTimeField(required=False)
-        actionable = serializers.BooleanField(required=False, help_text="Only tasks the caller may resume")
+        actionable = serializers.BooleanField(
+            required=False,
+            help_text="Only pending tasks the caller may decide now: permitted, not claimed by someone else, "
+                      "and no sign-off of a contract whose legal approval the caller gave",
+        )
         ordering = serializers.ChoiceField(choices=sorted(QUEUE_ORDERINGS), required=False, default="risk")
         cursor = serializers.CharField(required=False, max_length=2000)
         page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)

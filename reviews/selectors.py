@@ -9,7 +9,14 @@ from django.utils import timezone
 
 from config.api_errors import NotFound
 from contracts.models import RESUME_THREAD_PERM, ContractGroupPermission, ContractUserPermission
-from reviews.models import RESUME_TASK_PERM, ReviewTask, ReviewTaskGroupPermission, ReviewTaskUserPermission
+from reviews.models import (
+    RESUME_TASK_PERM,
+    ReviewKind,
+    ReviewStatus,
+    ReviewTask,
+    ReviewTaskGroupPermission,
+    ReviewTaskUserPermission,
+)
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
 
 
@@ -77,7 +84,7 @@ def review_task_list(
             holder = Q(claimed_by=user) if assignee == "me" else Q(claimed_by__username=assignee)
             tasks = tasks.filter(live & holder)
     if actionable and user is not None and membership is not None:
-        tasks = tasks & review_task_actionable_list(tenant=tenant, user=user, membership=membership)
+        tasks = tasks & review_task_decidable_now_list(tenant=tenant, user=user, membership=membership, now=now)
     return tasks
 
 
@@ -123,6 +130,27 @@ def review_task_actionable_list(*, tenant: Tenant, user: AbstractBaseUser, membe
     if membership.role not in DECIDING_ROLES:
         return tasks.none()
     return tasks.filter(_resume_permission_filter(tenant=tenant, user=user))
+
+
+def review_task_decidable_now_list(
+    *, tenant: Tenant, user: AbstractBaseUser, membership: Membership, now=None
+) -> QuerySet[ReviewTask]:
+    """The tasks this member could decide right now, as the resume would accept them:
+    pending, theirs to resume (review_task_actionable_list), not under someone else's
+    live claim, and no sign-off of a contract whose legal approval they gave (four eyes).
+    What `?actionable=true` and the reviewer's queue in the admin show."""
+    now = now or timezone.now()
+    others_claim = Q(claimed_by__isnull=False, claim_expires_at__gt=now) & ~Q(claimed_by=user)
+    first_signature = ReviewTask.objects.filter(
+        tenant=tenant, contract_id=OuterRef("contract_id"), kind=ReviewKind.LEGAL, status=ReviewStatus.RESOLVED,
+        decided_by=user,
+    )
+    return (
+        review_task_actionable_list(tenant=tenant, user=user, membership=membership)
+        .filter(status=ReviewStatus.PENDING)
+        .exclude(others_claim)
+        .exclude(Q(kind=ReviewKind.SIGNOFF) & _exists(first_signature))
+    )
 
 
 def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membership: Membership | None) -> bool:

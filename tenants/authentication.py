@@ -1,14 +1,35 @@
 from __future__ import annotations
 
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from tenants.models import ApiToken
 
 
 class ApiTokenAuthentication(authentication.TokenAuthentication):
-    """`Authorization: Token <key>` against hashed ApiToken rows."""
+    """`Authorization: Token <key>` or `Authorization: Bearer <key>` against hashed
+    ApiToken rows. Bearer is what most HTTP clients and agent frameworks send for an
+    opaque token; both words name the same credential."""
 
     keyword = "Token"
+    keywords = (b"token", b"bearer")
+
+    def authenticate(self, request: Request):
+        auth = authentication.get_authorization_header(request).split()
+        if not auth or auth[0].lower() not in self.keywords:
+            return None
+        # From here on exactly as DRF's TokenAuthentication, for either keyword.
+        if len(auth) == 1:
+            raise exceptions.AuthenticationFailed("Invalid token header. No credentials provided.")
+        if len(auth) > 2:
+            raise exceptions.AuthenticationFailed("Invalid token header. Token string should not contain spaces.")
+        try:
+            key = auth[1].decode()
+        except UnicodeError:
+            raise exceptions.AuthenticationFailed(
+                "Invalid token header. Token string should not contain invalid characters."
+            ) from None
+        return self.authenticate_credentials(key)
 
     def authenticate_credentials(self, key: str):
         token = (
@@ -19,4 +40,3 @@ class ApiTokenAuthentication(authentication.TokenAuthentication):
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         return (token.user, token)
-
