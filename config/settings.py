@@ -154,25 +154,12 @@ SPECTACULAR_SETTINGS = {
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 1_048_576, minimum=1024)
 CONTRACT_TEXT_MAX_CHARS = env_int("CONTRACT_TEXT_MAX_CHARS", 200_000, minimum=100)
 
-# --- Channels -------------------------------------------------------------------------
+# --- Cache -------------------------------------------------------------------------
 
 REDIS_URL = redis_url("REDIS_URL")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 gives reads a 5 s socket timeout by default: exactly as long as
-            # channels-redis blocks in BZPOPMIN waiting for a message, so the receive of
-            # an idle socket fails and its consumer dies, about one every 5 s per process
-            # (channels_redis#422). Longer than that block; finite, so a dead connection
-            # is still noticed.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
 # Throttle counters must be shared by every server process: Redis when configured.
+# (The live queue needs no channel layer: each server process reads the event log,
+# see reviews.relay.)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
