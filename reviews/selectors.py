@@ -180,3 +180,52 @@ def review_task_history(*, task: ReviewTask) -> list[dict]:
         {"at": r.created_at.isoformat(), "actor": r.actor_username, "action": r.action, "interface": r.interface, "data": r.data}
         for r in records
     ]
+
+
+# --- What the reviewer's workspace shows and allows ---------------------------------------
+
+
+def review_task_risk_level(*, task: ReviewTask) -> str:
+    """"critical" at or above the tenant's critical risk (the graph then asks for an
+    independent sign-off), "high" above its review threshold, "normal" below it (a task
+    that is there for a payment alone)."""
+    tenant = task.tenant
+    if task.risk_score >= tenant.critical_risk:
+        return "critical"
+    if task.risk_score > tenant.risk_threshold:
+        return "high"
+    return "normal"
+
+
+def review_task_bulk_refusal(*, task: ReviewTask) -> str | None:
+    """Why the task may not be decided in bulk (None: it may). A critical-risk contract
+    and a four-eyes sign-off each need a person to look at that one task."""
+    if task.kind == ReviewKind.SIGNOFF:
+        return "a sign-off is never decided in bulk"
+    if review_task_risk_level(task=task) == "critical":
+        return "critical risk is never decided in bulk"
+    return None
+
+
+def resume_grant_refusal(*, tenant: Tenant, user: AbstractBaseUser) -> str | None:
+    """Why a resume grant to `user` would be refused (None: it may be given): a member
+    whose role never decides (a viewer, an agent) would hold a grant that does nothing,
+    which reads as if they could act."""
+    membership = Membership.objects.filter(tenant=tenant, user=user).first()
+    if membership is None:
+        return "not a member of this tenant"
+    if membership.role not in DECIDING_ROLES:
+        return (f"{user.get_username()} is a {membership.get_role_display().lower()}: that role never decides "
+                "review tasks, so the grant would do nothing; change the role first")
+    return None
+
+
+def review_task_first_signature(*, task: ReviewTask) -> ReviewTask | None:
+    """For a sign-off: the legal approval it must come on top of (who gave it, when)."""
+    if task.kind != ReviewKind.SIGNOFF:
+        return None
+    return (
+        ReviewTask.objects.filter(tenant_id=task.tenant_id, contract_id=task.contract_id, kind=ReviewKind.LEGAL,
+                                  status=ReviewStatus.RESOLVED)
+        .select_related("decided_by").order_by("-decided_at").first()
+    )

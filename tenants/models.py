@@ -103,7 +103,8 @@ class TenantGroup(TenantOwned):
         constraints = [models.UniqueConstraint(fields=["tenant", "team"], name="tenant_group_one_per_team")]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}:{self.team}"
+        # The auth Group behind it is named "<tenant-uuid>:<team>"; people read this.
+        return f"{self.tenant.slug}: {self.get_team_display()}"
 
 
 class AuditRecord(TenantOwned):
