@@ -212,6 +212,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])},
+    # Django's default configuration gives "django" a console handler of its own (in
+    # DEBUG), so with the root's every request warning printed twice. One handler: root's.
+    "loggers": {"django": {"level": "INFO", "propagate": True}},
 }
 
 # --- Static files -----------------------------------------------------------------------
