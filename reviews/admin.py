@@ -74,7 +74,7 @@ class QueueViewFilter(admin.SimpleListFilter):
     """Which part of the queue: by default the tasks the reviewer may decide now (for
     someone who decides nothing, a viewer or an operator, every pending task)."""
 
-    title = "show"
+    title = "queue"
     parameter_name = "show"
     MINE, PENDING, RESOLVED, CANCELLED, ALL = "mine", "pending", "resolved", "cancelled", "all"
 
@@ -177,7 +177,7 @@ class ReviewTaskAdmin(TenantScopedAdmin):
         return live_claim_holder(obj) or "-"
 
     def changelist_view(self, request, extra_context=None):
-        extra_context = {**(extra_context or {}), "hitl_tenants": _followed_tenants(request)}
+        extra_context = {"title": "Review queue", **(extra_context or {}), "hitl_tenants": _followed_tenants(request)}
         return super().changelist_view(request, extra_context)
 
     # --- Permissions ---
@@ -264,7 +264,6 @@ class ReviewTaskAdmin(TenantScopedAdmin):
                   .exclude(pk=task.pk).select_related("decided_by", "claimed_by", "tenant").order_by("created_at"))
         return {
             "title": contract.title,
-            "subtitle": f"{task.get_kind_display()} review",
             "opts": self.opts,
             "task": task,
             "contract": contract,
@@ -467,9 +466,11 @@ class _ResumeGrantAdmin(TenantScopedAdmin):
                 targets = ReviewTask.objects.filter(status=ReviewStatus.PENDING).select_related("contract")
                 targets = targets.order_by("contract__title", "kind")
                 kwargs["form_class"] = TaskChoiceField
+                kwargs["label"] = "Task (pending)"
             else:
                 targets = Contract.objects.exclude(status__in=FINAL_STATUSES).order_by("title")
                 kwargs["form_class"] = ContractChoiceField
+                kwargs["label"] = "Contract (every task of its thread)"
             kwargs["queryset"] = targets if tenants is None else targets.filter(tenant_id__in=tenants)
         elif db_field.name == "user" and tenants is not None:
             kwargs["queryset"] = scoped_users(request, ADMIN_ROLES)
@@ -477,6 +478,7 @@ class _ResumeGrantAdmin(TenantScopedAdmin):
             groups = scoped_groups(request, ADMIN_ROLES).select_related("tenant_group__tenant")
             kwargs["queryset"] = groups.order_by("tenant_group__tenant__slug", "tenant_group__team")
             kwargs["form_class"] = TeamChoiceField
+            kwargs["label"] = "Team"
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_form(self, request, obj=None, **kwargs):

@@ -76,6 +76,14 @@ def anon() -> APIClient:
     return APIClient()
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Where the browser tests left their screenshots, so CI's log says where to look."""
+    from tests.browser import SCREENSHOTS, TAKEN
+
+    if TAKEN:
+        terminalreporter.write_line(f"browser screenshots ({len(TAKEN)} this run): {SCREENSHOTS}")
+
+
 def pytest_configure(config) -> None:
     from django.conf import settings
 

@@ -77,6 +77,15 @@ async function refreshQueue() {
     const ticked = new Set([...form.querySelectorAll("input.action-select:checked")].map((box) => box.value));
     const action = form.querySelector("select[name=action]")?.value;
     form.innerHTML = fresh.innerHTML;
+    // The search bar's "N results (M total)" sits outside the form.
+    const toolbar = document.getElementById("toolbar");
+    const freshToolbar = page.getElementById("toolbar");
+    if (toolbar && freshToolbar && !toolbar.contains(document.activeElement)) {  // not while typing there
+      const query = toolbar.querySelector("input[name=q]")?.value;
+      toolbar.innerHTML = freshToolbar.innerHTML;
+      const input = toolbar.querySelector("input[name=q]");
+      if (input && query !== undefined) input.value = query;
+    }
     form.querySelectorAll("input.action-select").forEach((box) => { box.checked = ticked.has(box.value); });
     const select = form.querySelector("select[name=action]");
     if (select && action) select.value = action;
