@@ -99,6 +99,21 @@ class Product:
             time.sleep(0.1)
         raise AssertionError(f"the server was not ready after {START_BOUND} s:\n{self.logs()}")
 
+    def wait_seeded(self) -> None:
+        """Until the worker has run every demo contract's graph: tests start from a
+        queue that no longer moves on its own."""
+        deadline = time.monotonic() + START_BOUND
+        for tenant in self.demo["tenants"]:
+            admin = next(u["username"] for u in tenant["users"] if u["role"] == "admin")
+            with self.api(admin) as api:
+                while True:
+                    rows = api.get(f"/api/v1/tenants/{tenant['slug']}/contracts/").json()["results"]
+                    if rows and all(row["run_state"] != "running" for row in rows):
+                        break
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"the demo contracts were not run:\n{self.logs()}")
+                    time.sleep(0.1)
+
     def stop(self) -> None:
         for process in self.processes.values():
             if process.poll() is None:
@@ -155,6 +170,8 @@ def live_product(*, debug: bool = True, worker: bool = True, seed: bool = True, 
             product.start("server", PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
                           "--port", str(port), "--no-access-log")
             product.wait_ready()
+            if seed and worker:
+                product.wait_seeded()
             yield product
         finally:
             product.stop()
