@@ -15,6 +15,7 @@ permission checks; every read is scoped to the tenants where the user holds a ro
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from django import forms
@@ -354,19 +355,35 @@ def _refusal_text(exc: ApplicationError) -> str:
     return message
 
 
+def finding_span(text: str, finding: dict) -> tuple[int, int] | None:
+    """Where a finding sits in the text: `start`..`end` when the finding carries both.
+    Without `end`: the excerpt (the sentence around the match, whitespace folded) found
+    in the text around `start`, or else `start` plus the excerpt's length."""
+    start, end = finding.get("start"), finding.get("end")
+    if not isinstance(start, int) or not 0 <= start < len(text):
+        return None  # a missing clause (start -1) has nothing to mark
+    if isinstance(end, int) and end > start:
+        return start, min(end, len(text))
+    excerpt = finding.get("excerpt") or ""
+    words = excerpt.split()
+    if words:
+        sentence = re.compile(r"\s+".join(re.escape(word) for word in words))
+        for match in sentence.finditer(text, max(0, start - len(excerpt) - 100)):
+            if match.start() <= start < match.end():
+                return match.span()
+            if match.start() > start:
+                break
+    return start, min(start + max(len(excerpt), 1), len(text))
+
+
 def highlighted(text: str, findings: list[dict]) -> SafeString:
-    """The contract text, escaped, with each finding's span marked. A finding covers
-    `start`..`end`; findings without `end` cover `start` plus the length of their
-    excerpt. Overlapping findings split the text into segments marked with all of them."""
+    """The contract text, escaped, with each finding's span marked (finding_span).
+    Overlapping findings split the text into segments marked with all of them."""
     spans = []
     for number, finding in enumerate(findings, start=1):
-        start = finding.get("start")
-        if not isinstance(start, int) or start < 0 or start >= len(text):
-            continue
-        end = finding.get("end")
-        if not isinstance(end, int) or end <= start:
-            end = start + max(len(finding.get("excerpt") or ""), 1)
-        spans.append((start, min(end, len(text)), number))
+        span = finding_span(text, finding)
+        if span is not None:
+            spans.append((*span, number))
     bounds = sorted({0, len(text), *(s for s, _, _ in spans), *(e for _, e, _ in spans)})
     parts = []
     for left, right in zip(bounds, bounds[1:]):

@@ -90,7 +90,7 @@ class Membership(TenantOwned):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.tenant_id}: {self.role}"
+        return f"{self.user} @ {self.tenant.slug}: {self.get_role_display().lower()}"
 
 
 class TenantGroup(TenantOwned):

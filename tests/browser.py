@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -93,6 +94,22 @@ class Browser:
 
     def text(self, css: str = "body") -> str:
         return self.find(css).text
+
+    def click_link(self, text: str) -> None:
+        """The link whose text is `text`. Found again if the page re-rendered it (the
+        live queue replaces its rows on every event), until the click lands."""
+
+        def click(driver: WebDriver) -> bool:
+            try:
+                for link in driver.find_elements(By.TAG_NAME, "a"):
+                    if link.text.strip() == text:
+                        link.click()
+                        return True
+            except StaleElementReferenceException:
+                pass
+            return False
+
+        self.wait(click, f"a link {text!r}")
 
     def click_button(self, label: str) -> None:
         """The button (or submit input) labelled `label`."""

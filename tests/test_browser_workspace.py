@@ -107,13 +107,14 @@ def test_a_reviewer_sees_a_new_contract_appear_claims_and_approves_it(browser, p
 
     title = unique("Reseller agreement")
     contract = submit(product, title, HIGH_RISK_TEXT)
-    row = browser.wait(lambda d: next((r for r in d.find_elements(By.CSS_SELECTOR, "#result_list tbody tr")
-                                       if title in r.text), None), "the new contract's row")
+    row = browser.wait(lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#result_list tbody tr')].map(r => r.innerText)"
+        ".find(text => text.includes(arguments[0]))", title), "the new contract's row")
     assert browser.driver.execute_script("return window.hitlNoReload") is True  # the page was not reloaded
-    assert "High" in row.text and "legal" in row.text.lower()
+    assert "High" in row and "legal" in row.lower()
     browser.shot("new contract appeared live")
 
-    row.find_element(By.CSS_SELECTOR, "a.hitl-task").click()
+    browser.click_link(title)
     browser.wait(lambda d: title in d.find_element(By.CSS_SELECTOR, "h1.hitl-title").text, "the task page")
     assert "HIGH RISK" in browser.text(".hitl-recommendation")
     assert len(browser.driver.find_elements(By.CSS_SELECTOR, "mark.hitl-finding")) >= 3

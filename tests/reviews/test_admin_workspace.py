@@ -292,3 +292,19 @@ def test_a_member_added_without_a_password_gets_one_or_a_one_time_link(acme, glo
     Membership.objects.create(tenant=globex.tenant, user=membership.user, role="viewer")
     refused = client.get(sign_in).content.decode()
     assert "also belongs to another tenant" in refused and "Set password" not in refused
+
+
+def test_each_finding_is_marked_where_it_sits_with_or_without_an_end():
+    from reviews.admin import finding_span, highlighted
+
+    text = "Preamble. The Supplier shall have\nunlimited liability. Fees are due <monthly>."
+    match = text.index("unlimited")
+    sentence = (text.index("The Supplier"), text.index("Fees") - 1)
+    # As the analyser has it today: the match's start and the sentence's folded text.
+    assert finding_span(text, {"start": match, "excerpt": "The Supplier shall have unlimited liability."}) == sentence
+    # With an end, exactly that; a missing clause (-1) marks nothing.
+    assert finding_span(text, {"start": match, "end": match + 9, "excerpt": "whatever"}) == (match, match + 9)
+    assert finding_span(text, {"start": -1, "excerpt": ""}) is None
+    html = highlighted(text, [{"start": match, "end": match + 9}, {"start": match + 10, "end": match + 19}])
+    assert '<mark class="hitl-finding" data-findings="1" title="finding 1">unlimited</mark>' in html
+    assert "&lt;monthly&gt;" in html  # the text is escaped

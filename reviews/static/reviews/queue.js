@@ -144,6 +144,7 @@ function amendmentEditor() {
       list.append(row);
       row.querySelector("input").focus();
     });
+    list.addEventListener("input", () => { if (error) error.hidden = true; });
     list.addEventListener("click", (event) => {
       if (!event.target.classList.contains("hitl-remove")) return;
       const row = event.target.closest("li");
