@@ -64,6 +64,7 @@ def test_schema_is_openapi_3_served_without_credentials(anon, acme):
     assert document["info"]["title"] and document["paths"]
     assert document == schema_json(anon)
     assert {"tokenAuth"} <= set(document["components"]["securitySchemes"])
+    assert "Bearer <key>" in document["components"]["securitySchemes"]["tokenAuth"]["description"]
     # The document is the same for everyone and names no tenant.
     text = response.content.decode()
     assert "acme" not in text and str(acme.tenant.id) not in text
