@@ -4,9 +4,10 @@ Seeds its own PostgreSQL database (`bench_ws`, dropped and recreated; migrated w
 `manage.py migrate`): two tenants, an agent each, and one user with an API token per
 client (reviewers and viewers, alternating between the tenants). Starts `--servers`
 `uvicorn config.asgi:application` processes on it (HTTP and websockets in one process;
-channels-redis on `--redis`) and, as in production, one `manage.py run_worker` process
-(TASKS_BACKEND=database): the worker runs each submission's graph, commits its review
-task and broadcasts the event through Redis, so the server only fans events out. With
+`--redis` for the throttle's cache) and, as in production, one `manage.py run_worker`
+process (TASKS_BACKEND=database): the worker runs each submission's graph and commits its
+review task with its event (and a NOTIFY); each server reads the event from the log and
+fans it out. With
 `--graph-in request` the server runs the graph inside the submitting request instead
 (TASKS_BACKEND=immediate, no worker). Or, with `--target`, uses a server you started
 (it must use `--database-url`, which is seeded in place, not recreated).
@@ -246,7 +247,7 @@ def main() -> int:
                         help="client processes; 0 (default) = one per 250 clients, at least 1")
     parser.add_argument("--handshakes", type=int, default=40,
                         help="handshakes in flight at once, over all client processes (default 40): each takes a"
-                             " Redis connection for its group_add, and channels-redis' pool refuses past 100")
+                             " database read of the subscriber at connect")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL, no database")
     parser.add_argument("--db", default="bench_ws", help="database, dropped and recreated (default bench_ws)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/3", help="REDIS_URL for the servers (default db 3)")
