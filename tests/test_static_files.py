@@ -13,9 +13,10 @@ import pytest
 from django.conf import settings
 
 from tests.live import Product, live_product
-from tests.support import child_database_url
+from tests.support import child_database_url, wait_until
 
-pytestmark = pytest.mark.embedded
+# django_db: the test database must exist (and be named) before the fixture points a server at it.
+pytestmark = [pytest.mark.embedded, pytest.mark.django_db]
 
 ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
 
@@ -25,10 +26,28 @@ def production(django_db_setup, django_db_blocker) -> Product:
     """DEBUG off: served from what collectstatic left in STATIC_ROOT. On PostgreSQL on
     the test database (migrated by the test run), on the embedded default on a file."""
     with django_db_blocker.unblock():
-        database_url = child_database_url() if ON_POSTGRES else None
+        test_database = child_database_url() if ON_POSTGRES else None
+    # Named, so the teardown can tell the server's sessions from the test run's own.
+    database_url = f"{test_database}{'&' if '?' in test_database else '?'}application_name={APP_NAME}" \
+        if test_database else None
     with live_product(debug=False, worker=False, seed=False, database_url=database_url,
                       migrate=not ON_POSTGRES) as product:
         yield product
+    if test_database:
+        # The stopped server's sessions end a moment after it does; the test run drops
+        # this database at its end, which fails while any is left.
+        wait_until(lambda: not _server_sessions(test_database), what="the server's sessions to end", bound=30)
+
+
+APP_NAME = "hitl-static-test"
+
+
+def _server_sessions(database_url: str) -> int:
+    import psycopg
+
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://", 1), autocommit=True) as probe:
+        return probe.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+                             [APP_NAME]).fetchone()[0]
 
 
 def get(product: Product, path: str, **headers: str) -> httpx.Response:
@@ -42,6 +61,7 @@ def linked(html: str, pattern: str) -> str:
 
 
 def test_the_admin_links_hashed_stylesheets_served_as_css_compressed_and_cached(production):
+    assert get(production, "/readyz").status_code == 200  # on its database, PostgreSQL or SQLite
     page = get(production, "/admin/login/")
     assert page.status_code == 200
     css = linked(page.text, r"admin/css/base\.[0-9a-f]{12}\.css")
