@@ -111,7 +111,7 @@ print("BENCH_SEED " + json.dumps(out))
 
 def product_env(*, database_url: str, redis_url: str, tasks_backend: str) -> dict[str, str]:
     """The shared production-like environment, with the task backend asked for, and
-    REDIS_URL always set: the servers' channel layer fans events out through it."""
+    REDIS_URL always set: the servers' throttle counters live there, as in production."""
     env = common_product_env(database_url=database_url, redis_url=redis_url)
     env.update(REDIS_URL=redis_url, TASKS_BACKEND=tasks_backend, ALLOWED_HOSTS="127.0.0.1,localhost")
     return env
@@ -300,7 +300,7 @@ def main() -> int:
 
         # Warm-up, before any client connects (so no client sees it): one submission per
         # tenant pays the one-time costs (graph compilation, the checkpointer's and the
-        # channel layer's connections) outside the measurement.
+        # relay's connections) outside the measurement.
         with httpx.Client(timeout=args.timeout, trust_env=False) as http:
             for n, slug in enumerate(TENANTS):
                 response = http.post(f"{bases[n % len(bases)]}/api/v1/tenants/{slug}/contracts/",

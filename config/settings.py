@@ -1,6 +1,5 @@
 """One settings module; everything deployment-specific comes from the environment
-(see config/env.py). Unset variables give the embedded default: SQLite and an
-in-memory channel layer."""
+(see config/env.py). Unset variables give the embedded default: SQLite, no Redis."""
 
 import os
 from pathlib import Path

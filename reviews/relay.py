@@ -119,6 +119,14 @@ class QueueEventRelay:
             followed.sockets.discard(socket)
             if not followed.sockets:
                 del self.followed[tenant_id]
+        if not self.followed:
+            # Nobody left to hand events to: stop reading and give the LISTEN connection
+            # back; the next socket starts both again.
+            for task in (self._reader, self._listener):
+                if task is not None:
+                    task.cancel()
+            self._reader = self._listener = None
+            self._listening = False
 
     def poke(self, tenant_id: UUID | None = None) -> None:
         """New events were committed (for `tenant_id`, or for anyone): read now."""

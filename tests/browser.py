@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -87,7 +87,11 @@ class Browser:
         self.driver.get(self.base + path)
 
     def wait(self, condition: Callable[[WebDriver], Any], what: str) -> Any:
-        return WebDriverWait(self.driver, WAIT, poll_frequency=0.1).until(condition, message=f"waiting for {what}")
+        # A stale element is a page that was just replaced (a navigation, a live re-render):
+        # look again, as for an element not there yet.
+        return WebDriverWait(self.driver, WAIT, poll_frequency=0.1,
+                             ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)).until(
+            condition, message=f"waiting for {what}")
 
     def find(self, css: str) -> WebElement:
         return self.wait(lambda d: d.find_element(By.CSS_SELECTOR, css), css)
