@@ -3,8 +3,7 @@
 Product: its own PostgreSQL database (dropped and recreated every run), migrated with
 `manage.py migrate`; one tenant with an agent and a reviewer holding API tokens; one
 `uvicorn config.asgi:application` process and K task-worker processes
-(`manage.py db_worker`, TASKS_BACKEND=database, Redis for the channel layer and the
-throttle cache). C client threads, each with its own HTTP session, each driving
+(`manage.py db_worker`, TASKS_BACKEND=database, Redis for the throttle cache). C client threads, each with its own HTTP session, each driving
 contracts one after another through the real API. How a thread learns that its review
 task is there and that its contract is done is `--watch`:
 

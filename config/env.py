@@ -7,6 +7,7 @@ value, so a bad deployment fails at start-up instead of at the first request.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -56,6 +57,35 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if not items:
         raise ImproperlyConfigured(f"{name} must be a comma-separated list, got {raw!r}")
     return items
+
+
+def env_choice(name: str, default: str, choices: list[str]) -> str:
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+# DRF reads a rate as "<count>/<period>" and looks only at the period's first letter, so
+# "lots" or "10/fortnight" would pass start-up and then fail every throttled request.
+_RATE = re.compile(r"[1-9][0-9]*/(?:second|minute|hour|day|s|m|h|d)")
+
+
+def env_rate(name: str, default: str) -> str:
+    value = os.environ.get(name, default).strip()
+    if not _RATE.fullmatch(value):
+        raise ImproperlyConfigured(f"{name} must look like 1200/minute (per second, minute, hour or day), got {value!r}")
+    return value
+
+
+def env_origins(name: str, default: list[str]) -> list[str]:
+    """Origins with their scheme, as Django's CSRF check compares them: a bare host
+    never matches any request, so it would only break every form post."""
+    origins = env_list(name, default)
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ImproperlyConfigured(f"{name} entries must look like https://host[:port], got {origin!r}")
+    return origins
 
 
 def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:

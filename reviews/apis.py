@@ -16,6 +16,7 @@ from contracts.services import contract_cancel
 from reviews.models import ReviewKind, ReviewStatus
 from reviews.selectors import (
     QUEUE_ORDERINGS,
+    resume_grant_refusal,
     resume_grants_get,
     review_task_can_resume,
     review_task_get,
@@ -124,7 +125,11 @@ class ReviewTaskListApi(TenantAPIView):
         created_before = serializers.DateTimeField(required=False)
         updated_after = serializers.DateTimeField(required=False)
         updated_before = serializers.DateTimeField(required=False)
-        actionable = serializers.BooleanField(required=False, help_text="Only tasks the caller may resume")
+        actionable = serializers.BooleanField(
+            required=False,
+            help_text="Only pending tasks the caller may decide now: permitted, not claimed by someone else, "
+                      "and no sign-off of a contract whose legal approval the caller gave",
+        )
         ordering = serializers.ChoiceField(choices=sorted(QUEUE_ORDERINGS), required=False, default="risk")
         cursor = serializers.CharField(required=False, max_length=2000)
         page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)
@@ -292,6 +297,9 @@ class _ResumeGrantApi(TenantAPIView):
             if membership is None:
                 raise InvalidInput("user: not a member of this tenant.", fields={"user": ["Not a member of this tenant."]})
             user = membership.user
+            refusal = resume_grant_refusal(tenant=self.tenant, user=user) if self.grant else None
+            if refusal:
+                raise InvalidInput(f"user: {refusal}.", fields={"user": [f"{refusal}."]})
         else:
             group = tenant_group_get(tenant=self.tenant, team=serializer.validated_data["team"])
         resume_permission_set(

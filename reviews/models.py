@@ -66,7 +66,8 @@ class ReviewTask(TenantOwned):
         ]
 
     def __str__(self) -> str:
-        return f"{self.kind} review of {self.contract_id}"
+        # What a person recognises a task by (grant pickers, autocomplete, messages).
+        return f"{self.contract.title}: {self.get_kind_display()} review"
 
 
 class QueueEvent(TenantOwned):

@@ -10,7 +10,14 @@ from django.utils import timezone
 
 from config.api_errors import NotFound
 from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermission, ContractUserPermission
-from reviews.models import RESUME_TASK_PERM, ReviewStatus, ReviewTask, ReviewTaskGroupPermission, ReviewTaskUserPermission
+from reviews.models import (
+    RESUME_TASK_PERM,
+    ReviewKind,
+    ReviewStatus,
+    ReviewTask,
+    ReviewTaskGroupPermission,
+    ReviewTaskUserPermission,
+)
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
 
 
@@ -78,7 +85,7 @@ def review_task_list(
             holder = Q(claimed_by=user) if assignee == "me" else Q(claimed_by__username=assignee)
             tasks = tasks.filter(live & holder)
     if actionable and user is not None and membership is not None:
-        tasks = tasks & review_task_actionable_list(tenant=tenant, user=user, membership=membership)
+        tasks = tasks & review_task_decidable_now_list(tenant=tenant, user=user, membership=membership, now=now)
     return tasks
 
 
@@ -151,6 +158,27 @@ def review_task_actionable_list(*, tenant: Tenant, user: AbstractBaseUser, membe
     return tasks.filter(_resume_permission_filter(tenant=tenant, user=user))
 
 
+def review_task_decidable_now_list(
+    *, tenant: Tenant, user: AbstractBaseUser, membership: Membership, now=None
+) -> QuerySet[ReviewTask]:
+    """The tasks this member could decide right now, as the resume would accept them:
+    pending, theirs to resume (review_task_actionable_list), not under someone else's
+    live claim, and no sign-off of a contract whose legal approval they gave (four eyes).
+    What `?actionable=true` and the reviewer's queue in the admin show."""
+    now = now or timezone.now()
+    others_claim = Q(claimed_by__isnull=False, claim_expires_at__gt=now) & ~Q(claimed_by=user)
+    first_signature = ReviewTask.objects.filter(
+        tenant=tenant, contract_id=OuterRef("contract_id"), kind=ReviewKind.LEGAL, status=ReviewStatus.RESOLVED,
+        decided_by=user,
+    )
+    return (
+        review_task_actionable_list(tenant=tenant, user=user, membership=membership)
+        .filter(status=ReviewStatus.PENDING)
+        .exclude(others_claim)
+        .exclude(Q(kind=ReviewKind.SIGNOFF) & _exists(first_signature))
+    )
+
+
 def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membership: Membership | None) -> bool:
     if membership is None or membership.tenant_id != task.tenant_id:
         return False
@@ -183,3 +211,52 @@ def review_task_history(*, task: ReviewTask) -> list[dict]:
         {"at": r.created_at.isoformat(), "actor": r.actor_username, "action": r.action, "interface": r.interface, "data": r.data}
         for r in records
     ]
+
+
+# --- What the reviewer's workspace shows and allows ---------------------------------------
+
+
+def review_task_risk_level(*, task: ReviewTask) -> str:
+    """"critical" at or above the tenant's critical risk (the graph then asks for an
+    independent sign-off), "high" above its review threshold, "normal" below it (a task
+    that is there for a payment alone)."""
+    tenant = task.tenant
+    if task.risk_score >= tenant.critical_risk:
+        return "critical"
+    if task.risk_score > tenant.risk_threshold:
+        return "high"
+    return "normal"
+
+
+def review_task_bulk_refusal(*, task: ReviewTask) -> str | None:
+    """Why the task may not be decided in bulk (None: it may). A critical-risk contract
+    and a four-eyes sign-off each need a person to look at that one task."""
+    if task.kind == ReviewKind.SIGNOFF:
+        return "a sign-off is never decided in bulk"
+    if review_task_risk_level(task=task) == "critical":
+        return "critical risk is never decided in bulk"
+    return None
+
+
+def resume_grant_refusal(*, tenant: Tenant, user: AbstractBaseUser) -> str | None:
+    """Why a resume grant to `user` would be refused (None: it may be given): a member
+    whose role never decides (a viewer, an agent) would hold a grant that does nothing,
+    which reads as if they could act."""
+    membership = Membership.objects.filter(tenant=tenant, user=user).first()
+    if membership is None:
+        return "not a member of this tenant"
+    if membership.role not in DECIDING_ROLES:
+        return (f"{user.get_username()} is a {membership.get_role_display().lower()}: that role never decides "
+                "review tasks, so the grant would do nothing; change the role first")
+    return None
+
+
+def review_task_first_signature(*, task: ReviewTask) -> ReviewTask | None:
+    """For a sign-off: the legal approval it must come on top of (who gave it, when)."""
+    if task.kind != ReviewKind.SIGNOFF:
+        return None
+    return (
+        ReviewTask.objects.filter(tenant_id=task.tenant_id, contract_id=task.contract_id, kind=ReviewKind.LEGAL,
+                                  status=ReviewStatus.RESOLVED)
+        .select_related("decided_by").order_by("-decided_at").first()
+    )

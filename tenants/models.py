@@ -110,7 +110,7 @@ class Membership(TenantOwned):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.tenant_id}: {self.role}"
+        return f"{self.user} @ {self.tenant.slug}: {self.get_role_display().lower()}"
 
 
 class TenantGroup(TenantOwned):
@@ -123,7 +123,8 @@ class TenantGroup(TenantOwned):
         constraints = [models.UniqueConstraint(fields=["tenant", "team"], name="tenant_group_one_per_team")]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}:{self.team}"
+        # The auth Group behind it is named "<tenant-uuid>:<team>"; people read this.
+        return f"{self.tenant.slug}: {self.get_team_display()}"
 
 
 class AuditRecord(TenantOwned):

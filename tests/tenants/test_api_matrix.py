@@ -101,6 +101,7 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
 PUBLIC = {
     ("schema", "GET"): 200,
     ("docs", "GET"): 200,
+    ("redoc", "GET"): 200,
 }
 
 # Routes under /api/v1/ but outside /tenants/<slug>/ that take the tenant from the body.
