@@ -16,7 +16,6 @@ from contracts.services import contract_cancel
 from reviews.models import ReviewKind, ReviewStatus
 from reviews.selectors import (
     QUEUE_ORDERINGS,
-    resume_grant_refusal,
     resume_grants_get,
     review_task_can_resume,
     review_task_get,
@@ -297,9 +296,6 @@ class _ResumeGrantApi(TenantAPIView):
             if membership is None:
                 raise InvalidInput("user: not a member of this tenant.", fields={"user": ["Not a member of this tenant."]})
             user = membership.user
-            refusal = resume_grant_refusal(tenant=self.tenant, user=user) if self.grant else None
-            if refusal:
-                raise InvalidInput(f"user: {refusal}.", fields={"user": [f"{refusal}."]})
         else:
             group = tenant_group_get(tenant=self.tenant, team=serializer.validated_data["team"])
         resume_permission_set(

@@ -167,16 +167,26 @@ def review_task_decidable_now_list(
     What `?actionable=true` and the reviewer's queue in the admin show."""
     now = now or timezone.now()
     others_claim = Q(claimed_by__isnull=False, claim_expires_at__gt=now) & ~Q(claimed_by=user)
-    first_signature = ReviewTask.objects.filter(
-        tenant=tenant, contract_id=OuterRef("contract_id"), kind=ReviewKind.LEGAL, status=ReviewStatus.RESOLVED,
-        decided_by=user,
-    )
     return (
         review_task_actionable_list(tenant=tenant, user=user, membership=membership)
         .filter(status=ReviewStatus.PENDING)
         .exclude(others_claim)
-        .exclude(Q(kind=ReviewKind.SIGNOFF) & _exists(first_signature))
+        .exclude(_four_eyes_blocked(user))
     )
+
+
+def _four_eyes_blocked(user: AbstractBaseUser) -> Q:
+    """The four-eyes rule: a sign-off of a contract whose legal approval `user` gave."""
+    first_signature = ReviewTask.objects.filter(
+        tenant_id=OuterRef("tenant_id"), contract_id=OuterRef("contract_id"), kind=ReviewKind.LEGAL,
+        status=ReviewStatus.RESOLVED, decided_by=user,
+    )
+    return Q(kind=ReviewKind.SIGNOFF) & _exists(first_signature)
+
+
+def review_task_four_eyes_blocks(*, task: ReviewTask, user: AbstractBaseUser) -> bool:
+    """Whether the four-eyes rule keeps `user` from deciding `task` (the resume's check)."""
+    return ReviewTask.objects.filter(tenant_id=task.tenant_id, pk=task.pk).filter(_four_eyes_blocked(user)).exists()
 
 
 def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membership: Membership | None) -> bool:

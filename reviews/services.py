@@ -16,7 +16,14 @@ from contracts.models import Contract
 from contracts.tasks import contract_drive_enqueue
 from reviews import events
 from reviews.models import RESUME_TASK_PERM, IdempotencyRecord, ReviewKind, ReviewStatus, ReviewTask, ReviewTaskGroupPermission
-from reviews.selectors import GRANT_MODELS, review_task_can_resume, review_task_get
+from reviews.selectors import (
+    GRANT_MODELS,
+    resume_grant_refusal,
+    review_task_bulk_refusal,
+    review_task_can_resume,
+    review_task_four_eyes_blocks,
+    review_task_get,
+)
 from tenants.models import Membership, Role, Tenant, TenantGroup
 from tenants.routing import review_team_for
 from tenants.selectors import membership_get
@@ -228,12 +235,18 @@ def review_tasks_resume_batch(
     *, tenant: Tenant, user: AbstractBaseUser, items: list[dict[str, Any]], via: str = "api"
 ) -> list[dict[str, Any]]:
     """Apply each item on its own (its own authorisation, its own transaction): one
-    item's failure never touches another, and no item is ever half-applied."""
+    item's failure never touches another, and no item is ever half-applied. Critical-risk
+    and sign-off tasks are refused (`forbidden`): never decided in bulk."""
     outcomes = []
     for item in items:
         task_id = item["id"]
         data = {k: v for k, v in item.items() if k != "id"}
         try:
+            # The one rule of bulk decisions, as in the admin: some tasks need a person
+            # to look at them alone.
+            refusal = review_task_bulk_refusal(task=review_task_get(tenant=tenant, task_id=task_id))
+            if refusal:
+                raise Forbidden(f"Not in a batch: {refusal}; decide it on its own.", extra={"reason": "not_in_bulk"})
             task = review_task_resume(tenant=tenant, task_id=task_id, user=user, data=data, via=via)
         except NotFound:
             outcomes.append({"id": str(task_id), "outcome": "not_found"})
@@ -385,10 +398,7 @@ def review_tasks_cancel_pending(
 
 
 def _four_eyes_check(*, task: ReviewTask, user: AbstractBaseUser) -> None:
-    first_signers = ReviewTask.objects.filter(
-        tenant_id=task.tenant_id, contract_id=task.contract_id, kind=ReviewKind.LEGAL, status=ReviewStatus.RESOLVED
-    ).values_list("decided_by_id", flat=True)
-    if user.pk in set(first_signers):
+    if review_task_four_eyes_blocks(task=task, user=user):
         raise Forbidden(
             "Four eyes: the critical sign-off must come from a different reviewer than the legal approval.",
             extra={"reason": "four_eyes"},
@@ -419,6 +429,9 @@ def resume_permission_set(
     membership = Membership.objects.filter(tenant=tenant, user=user).first() if user is not None else None
     if user is not None and membership is None:
         raise InvalidInput("user: not a member of this tenant.", fields={"user": ["Not a member of this tenant."]})
+    refusal = resume_grant_refusal(tenant=tenant, user=user) if user is not None and grant else None
+    if refusal:
+        raise InvalidInput(f"user: {refusal}.", fields={"user": [f"{refusal}."]})
     if group is not None and not TenantGroup.objects.filter(tenant=tenant, group=group).exists():
         raise InvalidInput("group: not a team of this tenant.", fields={"group": ["Not a team of this tenant."]})
     user_model, group_model, codename = GRANT_MODELS[type(target)]
