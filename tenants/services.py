@@ -176,3 +176,15 @@ def agent_token_revoke(*, membership: Membership, token: ApiToken, actor: Abstra
         api_token_revoke(token=token)
         audit_record(tenant=membership.tenant, actor=actor, action="token.revoked", via=via, target=membership,
                      data={"user": membership.user.get_username(), "token": token.prefix})
+
+
+def tenant_retention_set(*, tenant: Tenant, days: int | None, actor: AbstractBaseUser, via: str) -> Tenant:
+    """How many days after a contract finishes its checkpoints are deleted (None: never).
+    Audited; the next retention run applies it."""
+    with transaction.atomic():
+        previous = tenant.checkpoint_retention_days
+        tenant.checkpoint_retention_days = days
+        tenant.save(update_fields=["checkpoint_retention_days"])
+        audit_record(tenant=tenant, actor=actor, action="retention.changed", via=via, target=tenant,
+                     data={"checkpoint_retention_days": days, "previous": previous})
+    return tenant
