@@ -247,3 +247,7 @@ class ThreadGroupGrantAdmin(_ResumeGrantAdmin):
     target_model = Contract
     holder_field = "group"
     list_display = ["content_object", "group", "tenant"]
+
+
+# The queue's time rules, webhooks and comments.
+from reviews import admin_extras  # noqa: E402,F401
