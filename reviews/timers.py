@@ -91,6 +91,8 @@ def review_reminders_send(*, now: datetime | None = None, batch_size: int = 500)
     now = now or timezone.now()
     sent = 0
     for tenant_id, task_id in _due("remind_at", "reminded_at", now=now, batch_size=batch_size):
+        # One task, one short transaction: its row and the tenant's event number are
+        # held only while this one task changes.
         with transaction.atomic():
             task = _locked(tenant_id, task_id, reminded_at__isnull=True)
             if task is None:
@@ -113,7 +115,7 @@ def review_escalations_run(*, now: datetime | None = None, batch_size: int = 500
     now = now or timezone.now()
     escalated = 0
     for tenant_id, task_id in _due("escalate_at", "escalated_at", now=now, batch_size=batch_size):
-        with transaction.atomic():
+        with transaction.atomic():  # one task at a time, as above
             task = _locked(tenant_id, task_id, escalated_at__isnull=True)
             if task is None:
                 continue

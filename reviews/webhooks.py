@@ -81,7 +81,7 @@ def webhook_endpoint_create(
     signing secret is on the returned row: show it to the admin now."""
     webhook_url_check(url, allow_private=settings.WEBHOOK_ALLOW_PRIVATE_URLS)
     types = _event_types_checked(event_types)
-    with transaction.atomic():
+    with transaction.atomic():  # the endpoint, its starting cursor and its audit record together
         # Events committed before this read are history to this endpoint; every later
         # one has a higher seq (numbers follow commit order) and is delivered.
         latest = Tenant.objects.filter(pk=tenant.pk).values_list("event_seq", flat=True).get()
@@ -108,6 +108,7 @@ def webhook_endpoint_update(
     for name in ("description", "is_active"):
         if name in changes:
             fields[name] = changes[name]
+    # The change and its audit record commit together, or neither does.
     with transaction.atomic():
         WebhookEndpoint.objects.filter(tenant_id=endpoint.tenant_id, pk=endpoint.pk).update(**fields, updated_at=timezone.now())
         endpoint.refresh_from_db()
@@ -118,7 +119,7 @@ def webhook_endpoint_update(
 
 def webhook_secret_rotate(*, endpoint: WebhookEndpoint, actor: AbstractBaseUser, via: str) -> WebhookEndpoint:
     """A new signing secret, effective for every attempt from now on (retries too)."""
-    with transaction.atomic():
+    with transaction.atomic():  # the secret and its audit record together
         endpoint.secret = webhook_secret_new()
         endpoint.save(update_fields=["secret", "updated_at"])
         audit_record(tenant=endpoint.tenant, actor=actor, action="webhook.secret_rotated", via=via, target=endpoint,
@@ -129,7 +130,7 @@ def webhook_secret_rotate(*, endpoint: WebhookEndpoint, actor: AbstractBaseUser,
 def webhook_endpoint_delete(*, endpoint: WebhookEndpoint, actor: AbstractBaseUser, via: str) -> None:
     """Remove the endpoint and its delivery log. A request in flight finishes; its
     outcome finds nothing to record."""
-    with transaction.atomic():
+    with transaction.atomic():  # the audit record survives the row it describes
         audit_record(tenant=endpoint.tenant, actor=actor, action="webhook.deleted", via=via, target=endpoint,
                      data={"url": endpoint.url, "event_types": endpoint.event_types})
         endpoint.delete()
@@ -141,6 +142,7 @@ def webhook_delivery_retry(
     """Send a failed delivery again, now, with a fresh set of attempts."""
     now = now or timezone.now()
     with transaction.atomic():
+        # A conditional UPDATE: of two admins pressing "send again" at once, one resets it.
         updated = WebhookDelivery.objects.filter(
             tenant_id=delivery.tenant_id, pk=delivery.pk, status=DeliveryStatus.FAILED
         ).update(status=DeliveryStatus.PENDING, attempts=0, next_attempt_at=now, lease_until=None, lease_token="")

@@ -181,7 +181,7 @@ def agent_token_revoke(*, membership: Membership, token: ApiToken, actor: Abstra
 def tenant_retention_set(*, tenant: Tenant, days: int | None, actor: AbstractBaseUser, via: str) -> Tenant:
     """How many days after a contract finishes its checkpoints are deleted (None: never).
     Audited; the next retention run applies it."""
-    with transaction.atomic():
+    with transaction.atomic():  # the setting and its audit record together
         previous = tenant.checkpoint_retention_days
         tenant.checkpoint_retention_days = days
         tenant.save(update_fields=["checkpoint_retention_days"])
