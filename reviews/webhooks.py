@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import random
 import threading
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -235,21 +235,32 @@ class _Claimed:
 
 
 class _Senders:
-    """The sender threads of this process and the endpoints they are busy with."""
+    """The sender threads of this process and the endpoints they are busy with.
+
+    Daemon threads fed by a queue, not a ThreadPoolExecutor: the executor's threads are
+    joined at interpreter exit, so a worker stopping while a receiver hangs would wait
+    for it. A batch cut short by the exit keeps its lease, which runs out, and is sent
+    again (at least once)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.busy: set[UUID] = set()
-        self.pool: ThreadPoolExecutor | None = None
-        self.size = 0
+        self.work: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
 
-    def executor(self) -> ThreadPoolExecutor:
-        size = settings.WEBHOOK_CONCURRENCY
+    def submit(self, batch: "_Claimed", now: datetime) -> None:
         with self.lock:
-            if self.pool is None or self.size != size:
-                self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="webhook-sender")
-                self.size = size
-            return self.pool
+            self.threads = [t for t in self.threads if t.is_alive()]
+            while len(self.threads) < settings.WEBHOOK_CONCURRENCY:
+                thread = threading.Thread(target=self._run, name=f"webhook-sender-{len(self.threads)}", daemon=True)
+                thread.start()
+                self.threads.append(thread)
+        self.work.put((batch, now))
+
+    def _run(self) -> None:
+        while True:
+            batch, now = self.work.get()
+            _send(batch, now)
 
     def take(self, endpoint_id: UUID) -> bool:
         with self.lock:
@@ -297,7 +308,7 @@ def webhook_deliveries_dispatch(*, now: datetime | None = None) -> int:
             _senders.give_back(endpoint_id)
             continue
         claimed += len(batch.deliveries)
-        _senders.executor().submit(_send, batch, now)
+        _senders.submit(batch, now)
     return claimed
 
 
