@@ -157,6 +157,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # One name for each choice set that several fields share.
+    "ENUM_NAME_OVERRIDES": {"EscalationTeamEnum": "reviews.models.ESCALATION_TEAM_CHOICES"},
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.api_docs.document_unsupported_media_type",
@@ -220,6 +222,34 @@ SCHEDULER_ENABLED = env_bool("SCHEDULER_ENABLED", True)
 SCHEDULER_RECOVERY_SECONDS = env_int("SCHEDULER_RECOVERY_SECONDS", 5, minimum=1)
 SCHEDULER_CLAIMS_SECONDS = env_int("SCHEDULER_CLAIMS_SECONDS", 15, minimum=1)
 SCHEDULER_PRUNE_SECONDS = env_int("SCHEDULER_PRUNE_SECONDS", 3600, minimum=1)
+# Reminders, escalations and expiries of review tasks (reviews.timers): how late a timer
+# may fire at most.
+SCHEDULER_REVIEW_TIMERS_SECONDS = env_int("SCHEDULER_REVIEW_TIMERS_SECONDS", 15, minimum=1)
+# Webhook fan-out and sending (reviews.webhooks): how soon an event leaves, at most.
+SCHEDULER_WEBHOOKS_SECONDS = env_int("SCHEDULER_WEBHOOKS_SECONDS", 2, minimum=1)
+# Checkpoint retention and old webhook deliveries (contracts.retention).
+SCHEDULER_RETENTION_SECONDS = env_int("SCHEDULER_RETENTION_SECONDS", 3600, minimum=1)
+
+# --- Webhooks -------------------------------------------------------------------------
+
+# Each phase of a request (connect, send, every read of the answer) may take this long.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# A failed delivery is tried again after WEBHOOK_RETRY_BASE_SECONDS, doubling up to
+# WEBHOOK_RETRY_MAX_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all, then it is `failed`. The
+# defaults: 15 attempts over about a day (30 s, 1 min, 2 min, ... 4 h, 4 h, ...), long
+# enough to outlast a receiver's night-long outage.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 15, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
+WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 4 * 3600, minimum=1)
+# Sender threads in the process that leads the scheduler: at most this many endpoints
+# are sent to at once (each endpoint one batch at a time).
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 8, minimum=1)
+# Off: URLs on loopback, private, link-local or reserved addresses are refused (at
+# registration and again at every send, after DNS). On for receivers on your own
+# network, and in tests.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+# Days a finished delivery (succeeded or failed) stays in the log.
+WEBHOOK_DELIVERY_RETENTION_DAYS = env_int("WEBHOOK_DELIVERY_RETENTION_DAYS", 30, minimum=1)
 
 # Recovery tests only: the process SIGKILLs itself at this point of a run (see
 # contracts/graph/faults.py). Never set in production.
@@ -269,7 +299,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])},
     # Django's default configuration gives "django" a console handler of its own (in
     # DEBUG), so with the root's every request warning printed twice. One handler: root's.
-    "loggers": {"django": {"level": "INFO", "propagate": True}},
+    "loggers": {
+        "django": {"level": "INFO", "propagate": True},
+        # httpx logs every request at INFO; webhook outcomes are in the delivery log instead.
+        "httpx": {"level": "WARNING"},
+    },
 }
 
 # --- Static files -----------------------------------------------------------------------

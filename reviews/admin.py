@@ -555,3 +555,7 @@ class ThreadUserGrantAdmin(_ResumeGrantAdmin):
 class ThreadGroupGrantAdmin(_ResumeGrantAdmin):
     target_model = Contract
     holder_field = "group"
+
+
+# The queue's time rules, webhooks and comments.
+from reviews import admin_extras  # noqa: E402,F401

@@ -31,8 +31,15 @@ REVIEW_RESOLVED = "review.resolved"
 REVIEW_CANCELLED = "review.cancelled"
 CONTRACT_COMPLETED = "contract.completed"
 CONTRACT_FAILED = "contract.failed"
+# Time on the queue (reviews.timers) and the task actions of tenant admins and reviewers.
+REVIEW_DUE_SOON = "review.due_soon"
+REVIEW_ESCALATED = "review.escalated"
+REVIEW_EXPIRED = "review.expired"
+REVIEW_REASSIGNED = "review.reassigned"
+REVIEW_COMMENTED = "review.commented"
 EVENT_TYPES = (
     REVIEW_CREATED, REVIEW_CLAIMED, REVIEW_RELEASED, REVIEW_RESOLVED, REVIEW_CANCELLED, CONTRACT_COMPLETED, CONTRACT_FAILED,
+    REVIEW_DUE_SOON, REVIEW_ESCALATED, REVIEW_EXPIRED, REVIEW_REASSIGNED, REVIEW_COMMENTED,
 )
 
 
@@ -76,8 +83,11 @@ def _next_seq(tenant_id: UUID) -> int:
     return row[0]
 
 
-def event_emit(*, tenant_id: UUID, type: str, task: ReviewTask | None = None, contract=None) -> QueueEvent:
-    """Record an event inside the caller's transaction; the relays deliver it after commit."""
+def event_emit(
+    *, tenant_id: UUID, type: str, task: ReviewTask | None = None, contract=None, extra: dict[str, Any] | None = None
+) -> QueueEvent:
+    """Record an event inside the caller's transaction; the relays deliver it after commit.
+    `extra`: what this type of event says besides the task's or contract's fields."""
     assert type in EVENT_TYPES, type
     # No savepoint: nothing here is meant to fail on its own and be caught (two round
     # trips fewer per event); outside a transaction this still opens one.
@@ -87,6 +97,8 @@ def event_emit(*, tenant_id: UUID, type: str, task: ReviewTask | None = None, co
             data = _task_data(task)
         else:
             data = {"contract_id": str(contract.pk), "status": contract.status, "risk_score": contract.risk_score}
+        if extra:
+            data.update(extra)
         event = QueueEvent.objects.create(
             tenant_id=tenant_id, seq=seq, type=type, task=task, contract_id=contract.pk if contract else task.contract_id, data=data
         )

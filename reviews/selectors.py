@@ -13,10 +13,13 @@ from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermissi
 from reviews.models import (
     RESUME_TASK_PERM,
     ReviewKind,
+    ReviewComment,
     ReviewStatus,
     ReviewTask,
     ReviewTaskGroupPermission,
     ReviewTaskUserPermission,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
 
@@ -28,6 +31,9 @@ QUEUE_ORDERINGS = {
     "-age": ["-created_at"],
     "deadline": ["due_at", "created_at"],
     "-deadline": ["-due_at", "-created_at"],
+    # reviews.policies.task_priority: risk, raised as the due date nears and on escalation.
+    "priority": ["-priority", "due_at", "created_at"],
+    "-priority": ["priority", "-due_at", "-created_at"],
 }
 
 
@@ -46,11 +52,16 @@ def review_task_list(
     created_before=None,
     updated_after=None,
     updated_before=None,
+    due_after=None,
+    due_before=None,
+    overdue: bool | None = None,
+    escalated: bool | None = None,
     actionable: bool = False,
     now=None,
 ) -> QuerySet[ReviewTask]:
     """The tenant's review queue, filtered. `assignee` is "me", "none" (unclaimed or
-    claim expired) or a username; an expired claim counts as no claim at all."""
+    claim expired) or a username; an expired claim counts as no claim at all.
+    `overdue`: pending and past its due date (False: everything else)."""
     tasks = (
         ReviewTask.objects.filter(tenant=tenant)
         .select_related("contract", "claimed_by", "decided_by")
@@ -76,6 +87,15 @@ def review_task_list(
         tasks = tasks.filter(updated_at__gte=updated_after)
     if updated_before is not None:
         tasks = tasks.filter(updated_at__lt=updated_before)
+    if due_after is not None:
+        tasks = tasks.filter(due_at__gte=due_after)
+    if due_before is not None:
+        tasks = tasks.filter(due_at__lt=due_before)
+    if overdue is not None:
+        late = Q(status=ReviewStatus.PENDING, due_at__lt=now or timezone.now())
+        tasks = tasks.filter(late) if overdue else tasks.exclude(late)
+    if escalated is not None:
+        tasks = tasks.filter(escalated_at__isnull=not escalated)
     if assignee:
         now = now or timezone.now()
         live = Q(claimed_by__isnull=False, claim_expires_at__gt=now)
@@ -270,3 +290,35 @@ def review_task_first_signature(*, task: ReviewTask) -> ReviewTask | None:
                                   status=ReviewStatus.RESOLVED)
         .select_related("decided_by").order_by("-decided_at").first()
     )
+def review_comment_list(*, task: ReviewTask) -> QuerySet[ReviewComment]:
+    """The task's comments, oldest first."""
+    return ReviewComment.objects.filter(tenant_id=task.tenant_id, task=task).order_by("created_at", "id")
+
+
+# --- Webhooks -----------------------------------------------------------------------
+
+
+def webhook_endpoint_list(*, tenant: Tenant) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(tenant=tenant).order_by("created_at")
+
+
+def webhook_endpoint_get(*, tenant: Tenant, endpoint_id: UUID | str) -> WebhookEndpoint:
+    endpoint = webhook_endpoint_list(tenant=tenant).filter(pk=endpoint_id).select_related("tenant").first()
+    if endpoint is None:
+        raise NotFound()
+    return endpoint
+
+
+def webhook_delivery_list(*, endpoint: WebhookEndpoint, status: str | None = None) -> QuerySet[WebhookDelivery]:
+    """The endpoint's deliveries, newest first."""
+    deliveries = WebhookDelivery.objects.filter(tenant_id=endpoint.tenant_id, endpoint=endpoint)
+    if status:
+        deliveries = deliveries.filter(status=status)
+    return deliveries.order_by("-created_at", "-seq")
+
+
+def webhook_delivery_get(*, endpoint: WebhookEndpoint, delivery_id: UUID | str) -> WebhookDelivery:
+    delivery = webhook_delivery_list(endpoint=endpoint).filter(pk=delivery_id).select_related("tenant").first()
+    if delivery is None:
+        raise NotFound()
+    return delivery

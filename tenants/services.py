@@ -241,3 +241,15 @@ def member_password_link_create(*, membership: Membership, actor: AbstractBaseUs
                      target=membership, data={"user": user.get_username()})
     return reverse("password_reset_confirm", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
                                                      "token": default_token_generator.make_token(user)})
+
+
+def tenant_retention_set(*, tenant: Tenant, days: int | None, actor: AbstractBaseUser, via: str) -> Tenant:
+    """How many days after a contract finishes its checkpoints are deleted (None: never).
+    Audited; the next retention run applies it."""
+    with transaction.atomic():  # the setting and its audit record together
+        previous = tenant.checkpoint_retention_days
+        tenant.checkpoint_retention_days = days
+        tenant.save(update_fields=["checkpoint_retention_days"])
+        audit_record(tenant=tenant, actor=actor, action="retention.changed", via=via, target=tenant,
+                     data={"checkpoint_retention_days": days, "previous": previous})
+    return tenant

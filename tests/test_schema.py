@@ -28,7 +28,7 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from contracts.services import contract_submit
-from reviews.models import ReviewTask
+from reviews.models import ReviewTask, WebhookDelivery, WebhookEndpoint
 from tenants.models import ApiToken, Membership
 from tests.factories import HIGH_RISK_LARGE_PAYMENT_TEXT
 
@@ -228,9 +228,14 @@ def real_ids(acme) -> dict[str, str]:
     agent = Membership.objects.get(tenant=acme.tenant, user=acme.agent.user)
     # Token operations are for agents: their member is the agent, other member
     # operations work on the viewer (never on the admin whose token makes the calls).
+    webhook = WebhookEndpoint.objects.create(tenant=acme.tenant, url="https://hooks.example.com/acme",
+                                             event_types=["review.created"], secret="whsec_" + "A" * 44)
+    delivery = WebhookDelivery.objects.create(tenant=acme.tenant, endpoint=webhook, seq=1, event_type="review.created",
+                                              body="{}", status="failed", attempts=3)
     return {"task_id": str(legal.pk), "reviews/{object_id}": str(finance.pk), "contract_id": str(contract.pk),
             "contracts/{object_id}": str(contract.pk), "member_id": str(viewer.pk),
-            "{member_id}/tokens": str(agent.pk), "token_id": str(ApiToken.objects.get(user=acme.agent.user).pk)}
+            "{member_id}/tokens": str(agent.pk), "token_id": str(ApiToken.objects.get(user=acme.agent.user).pk),
+            "webhook_id": str(webhook.pk), "delivery_id": str(delivery.pk)}
 
 
 def _pins(path: str, operation, ids: dict[str, str]) -> dict[str, str]:

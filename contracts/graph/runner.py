@@ -207,3 +207,45 @@ def thread_end(thread_id: str, *, outcome: str) -> RunSnapshot:
     thread has nothing left to do."""
     contract_graph().update_state(_config(thread_id), {"human_decision": outcome}, as_node="finalize")
     return thread_snapshot(thread_id)
+
+
+# --- Retention (contracts.retention) ---------------------------------------------------
+
+# The tables each saver keeps a thread's rows in.
+POSTGRES_CHECKPOINT_TABLES = ("checkpoints", "checkpoint_blobs", "checkpoint_writes")
+SQLITE_CHECKPOINT_TABLES = ("checkpoints", "writes")
+
+
+def checkpoint_rows(thread_ids: list[str]) -> dict[str, int]:
+    """How many rows the checkpointer holds for these threads, by table."""
+    saver = contract_graph().checkpointer
+    if not thread_ids:
+        return {}
+    ids = [str(t) for t in thread_ids]
+    if isinstance(saver, PostgresSaver):
+        # The saver's own connection, under its own lock (it guards every call with it).
+        with saver.lock:
+            return {
+                table: saver.conn.execute(f"SELECT count(*) AS n FROM {table} WHERE thread_id = ANY(%s)", [ids]).fetchone()["n"]
+                for table in POSTGRES_CHECKPOINT_TABLES
+            }
+    marks = ",".join("?" * len(ids))
+    with saver.cursor(transaction=False) as cur:
+        return {
+            table: cur.execute(f"SELECT count(*) FROM {table} WHERE thread_id IN ({marks})", ids).fetchone()[0]
+            for table in SQLITE_CHECKPOINT_TABLES
+        }
+
+
+def threads_delete(thread_ids: list[str]) -> None:
+    """Delete every checkpoint, blob and pending write of these threads, with
+    LangGraph's own calls: PostgresSaver.prune(strategy="delete"), all threads in one
+    transaction; SqliteSaver (which has no prune) delete_thread one by one."""
+    if not thread_ids:
+        return
+    saver = contract_graph().checkpointer
+    if isinstance(saver, PostgresSaver):
+        saver.prune([str(t) for t in thread_ids], strategy="delete")
+        return
+    for thread_id in thread_ids:
+        saver.delete_thread(str(thread_id))

@@ -313,6 +313,9 @@ ORDERINGS = {
     "-age": ["h4", "both_finance", "h3", "both_legal", "crit", "h2", "pay", "h1"],
     "deadline": ["crit", "h4", "both_finance", "h1", "pay", "h3", "both_legal", "h2"],
     "-deadline": ["h2", "both_legal", "h3", "pay", "h1", "both_finance", "h4", "crit"],
+    # Priority is half the risk score (nothing here is due soon or escalated); ties by due date.
+    "priority": ["crit", "h4", "both_finance", "h1", "h3", "both_legal", "h2", "pay"],
+    "-priority": ["pay", "h2", "both_legal", "h3", "h1", "both_finance", "h4", "crit"],
 }
 
 
