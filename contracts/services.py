@@ -21,7 +21,7 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.api_errors import Conflict, Forbidden, NotFound, is_database_unavailable
+from config.api_errors import Conflict, NotFound, is_database_unavailable
 from contracts.graph import faults, runner
 from contracts.graph.runner import RunSnapshot
 from contracts.models import FINAL_STATUSES, Contract, ContractStatus
@@ -29,8 +29,8 @@ from contracts.tasks import contract_drive_enqueue
 from reviews import events
 from reviews.selectors import UnappliedDecision, review_decisions_unapplied, review_decisions_unapplied_contracts
 from reviews.services import review_tasks_cancel_pending, review_tasks_mark_applied, review_tasks_sync
-from tenants.models import AuditRecord, Role, Tenant
-from tenants.selectors import membership_get
+from tenants.models import AuditRecord, Tenant
+from tenants.selectors import tenant_admin_required
 from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -369,12 +369,6 @@ def _run_failure_record(*, tenant_id: UUID, contract_id: UUID, owner: str, error
 # --- Cancel and retry (tenant admins) -----------------------------------------------
 
 
-def _admin_check(*, tenant: Tenant, user: AbstractBaseUser, action: str) -> None:
-    membership = membership_get(tenant=tenant, user=user)
-    if membership is None or membership.role != Role.ADMIN:
-        raise Forbidden(f"Only a tenant admin may {action}.")
-
-
 def contract_cancel(
     *,
     tenant: Tenant,
@@ -388,7 +382,7 @@ def contract_cancel(
     contract `cancelled`, and then a worker ends the LangGraph thread (it is never left
     waiting on an interrupt). `task_id`: the cancel was asked for through this task,
     which must still be pending."""
-    _admin_check(tenant=tenant, user=user, action="cancel a contract")
+    tenant_admin_required(tenant=tenant, user=user, action="cancel a contract")
     now = now or timezone.now()
     with transaction.atomic():
         # Lock order: contract, then its tasks, then (in event_emit) the tenant row; the
@@ -412,7 +406,7 @@ def contract_cancel(
 
 def contract_retry(*, tenant: Tenant, contract_id: UUID | str, user: AbstractBaseUser, via: str) -> Contract:
     """Run a `failed` contract again, from its checkpoint, with a fresh set of attempts."""
-    _admin_check(tenant=tenant, user=user, action="retry a contract")
+    tenant_admin_required(tenant=tenant, user=user, action="retry a contract")
     with transaction.atomic():
         contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
         if contract is None:

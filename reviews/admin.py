@@ -27,30 +27,36 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import escape, format_html
+from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince, timeuntil
 
 from config.api_errors import ApplicationError
 from contracts.models import FINAL_STATUSES, Contract, ContractGroupPermission, ContractUserPermission
 from reviews.models import ReviewStatus, ReviewTask, ReviewTaskGroupPermission, ReviewTaskUserPermission
+from reviews.policies import task_due_status
 from reviews.selectors import (
     resume_grant_refusal,
+    review_comment_list,
     review_task_bulk_refusal,
     review_task_can_resume,
     review_task_decidable_now_list,
     review_task_first_signature,
+    review_task_overdue_q,
     review_task_risk_level,
 )
 from reviews.services import (
     resume_permission_set,
+    review_comment_add,
+    review_task_assignee_problem,
     review_task_claim,
+    review_task_reassign,
     review_task_release,
     review_task_resume,
 )
 from tenants.admin import ADMIN_ROLES, PEOPLE_ROLES, TenantScopedAdmin, scoped_groups, scoped_users, tenant_ids_for
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
-from tenants.selectors import membership_get
+from tenants.selectors import membership_get, membership_list
 
 RISK_LABELS = {"critical": "Critical", "high": "High", "normal": "Normal"}
 
@@ -115,6 +121,29 @@ class QueueViewFilter(admin.SimpleListFilter):
         return queryset
 
 
+DUE_LABELS = {"on_time": "on time", "due_soon": "due soon", "overdue": "overdue", "met": "decided in time",
+              "missed": "decided late"}
+
+
+class TimeFilter(admin.SimpleListFilter):
+    """Where tasks stand against their due dates and what the clock did to them."""
+
+    title = "time"
+    parameter_name = "time"
+
+    def lookups(self, request, model_admin):
+        return [("overdue", "Overdue"), ("escalated", "Escalated"), ("expired", "Expired")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "overdue":
+            return queryset.filter(review_task_overdue_q(now=timezone.now()))
+        if self.value() == "escalated":
+            return queryset.filter(escalated_at__isnull=False)
+        if self.value() == "expired":
+            return queryset.filter(expired_at__isnull=False)
+        return queryset
+
+
 def _decidable_now(request: HttpRequest) -> QuerySet[ReviewTask]:
     """What the reviewer may decide now, over every tenant where they hold a role: the
     API's `actionable=true`, once per membership."""
@@ -138,9 +167,9 @@ class BulkConfirmForm(forms.Form):
 @admin.register(ReviewTask)
 class ReviewTaskAdmin(TenantScopedAdmin):
     view_roles = PEOPLE_ROLES
-    list_display = ["contract_link", "kind", "risk", "age", "due", "claimed", "status"]
+    list_display = ["contract_link", "kind", "risk", "priority", "age", "due", "claimed", "status"]
     list_display_links = None
-    list_filter = [QueueViewFilter, "kind"]
+    list_filter = [QueueViewFilter, TimeFilter, "kind"]
     search_fields = ["contract__title"]
     ordering = ["-risk_score", "created_at"]
     actions = ["approve_selected", "reject_selected"]
@@ -165,13 +194,24 @@ class ReviewTaskAdmin(TenantScopedAdmin):
     def age(self, obj: ReviewTask) -> str:
         return timesince(obj.created_at, depth=1)
 
+    @admin.display(description="priority", ordering="-priority")
+    def priority(self, obj: ReviewTask) -> int:
+        return obj.priority
+
     @admin.display(description="due", ordering="due_at")
     def due(self, obj: ReviewTask) -> SafeString | str:
-        if obj.due_at is None or obj.status != ReviewStatus.PENDING:
-            return "-"
-        if obj.due_at <= timezone.now():
-            return format_html('<span class="hitl-overdue">overdue {}</span>', timesince(obj.due_at, depth=1))
-        return f"in {timeuntil(obj.due_at, depth=1)}"
+        marks = format_html_join("", ' <span class="hitl-mark">{}</span>',
+                                 [(label,) for label, when in (("escalated", obj.escalated_at), ("expired", obj.expired_at))
+                                  if when])
+        status = task_due_status(obj, now=timezone.now())
+        if status is None or obj.due_at is None:
+            return marks or "-"
+        if status == "overdue":
+            return format_html('<span class="hitl-overdue">overdue {}</span>{}', timesince(obj.due_at, depth=1), marks)
+        if status in ("on_time", "due_soon"):
+            css = "hitl-due-soon" if status == "due_soon" else "hitl-due"
+            return format_html('<span class="{}">in {}</span>{}', css, timeuntil(obj.due_at, depth=1), marks)
+        return format_html("{}{}", DUE_LABELS[status], marks)
 
     @admin.display(description="claimed by")
     def claimed(self, obj: ReviewTask) -> str:
@@ -211,7 +251,7 @@ class ReviewTaskAdmin(TenantScopedAdmin):
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         if not self.has_view_permission(request, task):
             raise PermissionDenied
-        typed: dict[str, Any] = {"comment": "", "amendments": []}
+        typed: dict[str, Any] = {"comment": "", "amendments": [], "note": ""}
         if request.method == "POST":
             response, typed = self._task_page_post(request, task)
             if response is not None:
@@ -225,9 +265,21 @@ class ReviewTaskAdmin(TenantScopedAdmin):
         """Claim, release or decide. Success redirects; a refusal re-renders the page with
         one message and with what was typed."""
         amendments = [text.strip() for text in request.POST.getlist("amendments") if text.strip()]
-        typed = {"comment": request.POST.get("comment", ""), "amendments": amendments}
+        typed = {"comment": request.POST.get("comment", ""), "amendments": amendments,
+                 "note": request.POST.get("note", "")}
         action = request.POST.get("action") or ("decide" if "decision" in request.POST else "")
         try:
+            if action == "comment":
+                review_comment_add(tenant=task.tenant, task_id=task.pk, user=request.user, body=typed["note"],
+                                   via="admin")
+                messages.success(request, "Comment added.")
+                return HttpResponseRedirect(request.path), typed
+            if action == "reassign":
+                assignee = request.POST.get("assignee", "")
+                review_task_reassign(tenant=task.tenant, task_id=task.pk, actor=request.user, username=assignee,
+                                     via="admin")
+                messages.success(request, f"Reassigned to {assignee}: it is theirs to decide, claimed in their name.")
+                return HttpResponseRedirect(request.path), typed
             if action == "claim":
                 review_task_claim(tenant=task.tenant, task_id=task.pk, user=request.user, via="admin")
                 messages.success(request, "Claimed: the task is yours for now; others see it as claimed.")
@@ -263,10 +315,30 @@ class ReviewTaskAdmin(TenantScopedAdmin):
         options = task.payload.get("options") or ["approve", "reject"]
         others = (ReviewTask.objects.filter(tenant_id=task.tenant_id, contract_id=task.contract_id)
                   .exclude(pk=task.pk).select_related("decided_by", "claimed_by", "tenant").order_by("created_at"))
+        now = timezone.now()
+        due_status = task_due_status(task, now=now)
+        reassign_choices = []
+        if task.status == ReviewStatus.PENDING and membership is not None and membership.role == Role.ADMIN:
+            reassign_choices = [
+                {"username": m.user.get_username(), "role": m.get_role_display(),
+                 "problem": review_task_assignee_problem(task=task, membership=m)}
+                for m in membership_list(tenant=task.tenant).select_related("tenant")
+            ]
         return {
             "title": contract.title,
             "opts": self.opts,
             "task": task,
+            "due_status": due_status,
+            "due_label": DUE_LABELS.get(due_status or "", ""),
+            "timers": [
+                {"label": "Reminder", "planned": task.remind_at, "fired": task.reminded_at},
+                {"label": "Due", "planned": task.due_at, "fired": task.decided_at},
+                {"label": "Escalation", "planned": task.escalate_at, "fired": task.escalated_at},
+                {"label": "Expiry", "planned": task.expire_at, "fired": task.expired_at},
+            ],
+            "comments": list(review_comment_list(task=task)),
+            "may_comment": may_decide,
+            "reassign_choices": reassign_choices,
             "contract": contract,
             "risk": risk_badge(task),
             "risk_level": review_task_risk_level(task=task),

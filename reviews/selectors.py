@@ -92,7 +92,7 @@ def review_task_list(
     if due_before is not None:
         tasks = tasks.filter(due_at__lt=due_before)
     if overdue is not None:
-        late = Q(status=ReviewStatus.PENDING, due_at__lt=now or timezone.now())
+        late = review_task_overdue_q(now=now or timezone.now())
         tasks = tasks.filter(late) if overdue else tasks.exclude(late)
     if escalated is not None:
         tasks = tasks.filter(escalated_at__isnull=not escalated)
@@ -132,6 +132,11 @@ def review_decisions_unapplied_contracts(*, decided_before) -> QuerySet:
     return ReviewTask.objects.filter(
         status=ReviewStatus.RESOLVED, applied_at__isnull=True, decided_at__lt=decided_before
     ).values("contract_id")
+
+
+def review_task_overdue_q(*, now) -> Q:
+    """Pending and past its due date: what "overdue" means in the API and the admin."""
+    return Q(status=ReviewStatus.PENDING, due_at__lt=now)
 
 
 def review_task_get(*, tenant: Tenant, task_id: UUID | str) -> ReviewTask:

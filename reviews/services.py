@@ -45,7 +45,7 @@ from reviews.selectors import (
 )
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant, TenantGroup
 from tenants.routing import review_team_for
-from tenants.selectors import membership_get, membership_get_by_username
+from tenants.selectors import membership_get, membership_get_by_username, tenant_admin_required
 from tenants.services import audit_record, tenant_group_get
 
 if TYPE_CHECKING:
@@ -510,13 +510,6 @@ def resume_permission_set(
 # --- Review policies (tenant admins) ----------------------------------------------------
 
 
-def _admin_required(*, tenant: Tenant, user: AbstractBaseUser, action: str) -> Membership:
-    membership = membership_get(tenant=tenant, user=user)
-    if membership is None or membership.role != Role.ADMIN:
-        raise Forbidden(f"Only a tenant admin may {action}.")
-    return membership
-
-
 def review_policies_set(
     *, tenant: Tenant, changes: dict[str, dict[str, Any] | None], actor: AbstractBaseUser, via: str
 ) -> dict[str, Policy]:
@@ -525,7 +518,7 @@ def review_policies_set(
     `None` for a kind puts it back on the defaults. All kinds or none: one invalid kind
     changes nothing, and the error names the field as `<kind>.<field>`. Applies to tasks
     created from now on; a task keeps the policy it was created under. Audited."""
-    _admin_required(tenant=tenant, user=actor, action="change review policies")
+    tenant_admin_required(tenant=tenant, user=actor, action="change review policies")
     unknown = sorted(set(changes) - set(ReviewKind.values))
     if unknown:
         raise InvalidInput(f"{unknown[0]}: not a review kind.", fields={name: ["Not a review kind."] for name in unknown})
@@ -582,10 +575,7 @@ def review_task_assignee_problem(*, task: ReviewTask, membership: Membership) ->
         allowed = {Role.ADMIN, membership.tenant.signoff_role}
         if membership.role not in allowed:
             return "A critical sign-off goes only to the tenant's sign-off role or an admin."
-        first_signers = ReviewTask.objects.filter(
-            tenant_id=task.tenant_id, contract_id=task.contract_id, kind=ReviewKind.LEGAL, status=ReviewStatus.RESOLVED
-        ).values_list("decided_by_id", flat=True)
-        if membership.user_id in set(first_signers):
+        if review_task_four_eyes_blocks(task=task, user=membership.user):
             return "Four eyes: this member gave the legal approval the sign-off must be independent of."
     return None
 
@@ -604,7 +594,7 @@ def review_task_reassign(
     due (at least one claim lease), so the queue shows it as theirs and nobody else takes
     it meanwhile. The previous holder's claim ends; other grants stay. A member whose
     role may not decide it is refused (400 naming `user`). Audited and announced."""
-    _admin_required(tenant=tenant, user=actor, action="reassign review tasks")
+    tenant_admin_required(tenant=tenant, user=actor, action="reassign review tasks")
     task = review_task_get(tenant=tenant, task_id=task_id)
     membership = membership_get_by_username(tenant=tenant, username=username)
     if membership is None:

@@ -308,3 +308,62 @@ def test_each_finding_is_marked_where_it_sits_with_or_without_an_end():
     html = highlighted(text, [{"start": match, "end": match + 9}, {"start": match + 10, "end": match + 19}])
     assert '<mark class="hitl-finding" data-findings="1" title="finding 1">unlimited</mark>' in html
     assert "&lt;monthly&gt;" in html  # the text is escaped
+
+
+# --- Time on the queue, comments and reassign on the task page ------------------------------
+
+
+def test_the_task_page_shows_where_the_task_stands_against_its_due_date(acme):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    task = pending(submit(acme, HIGH_RISK_TEXT))["legal"]
+    html = staff(acme.reviewer).get(page(task)).content.decode()
+    assert 'id="hitl-due-status"' in html and "on time" in html
+    assert "Time on the queue" in html and "Reminder" in html and "Expiry" in html
+    ReviewTask.objects.filter(pk=task.pk).update(due_at=timezone.now() - timedelta(minutes=5),
+                                                 escalated_at=timezone.now())
+    assert "overdue" in staff(acme.reviewer).get(page(task)).content.decode()
+    queue = staff(acme.admin).get(QUEUE, {"show": "pending", "time": "overdue"})
+    assert listed(queue) == [str(task.pk)]
+    row = queue.content.decode()
+    assert "hitl-overdue" in row and "escalated" in row
+    assert listed(staff(acme.admin).get(QUEUE, {"show": "pending", "time": "expired"})) == []
+
+
+def test_a_reviewer_comments_from_the_task_page_and_a_viewer_cannot(acme, globex):
+    task = pending(submit(acme, HIGH_RISK_TEXT))["legal"]
+    reviewer = staff(acme.reviewer)
+    assert 'id="hitl-comment-form"' in reviewer.get(page(task)).content.decode()
+    response = post(reviewer, page(task), {"action": "comment", "note": "Checking the cap with the client."})
+    assert response.status_code == 302
+    html = reviewer.get(page(task)).content.decode()
+    assert "Checking the cap with the client." in html and "acme-reviewer" in html
+    assert AuditRecord.objects.filter(action="review.commented", actor_username="acme-reviewer").count() == 1
+
+    viewer = staff(acme.viewer)
+    assert 'id="hitl-comment-form"' not in viewer.get(page(task)).content.decode()
+    refused = post(viewer, page(task), {"action": "comment", "note": "sneaky"})
+    assert refused.status_code == 200
+    assert [t for t in texts(refused) if t[0] == "error"]
+    assert "sneaky" not in reviewer.get(page(task)).content.decode()
+    # Another tenant's admin does not reach the task at all.
+    assert staff(globex.admin).get(page(task)).status_code in (302, 404)
+
+
+def test_a_tenant_admin_reassigns_from_the_task_page_to_a_member_who_may_decide(acme):
+    task = pending(submit(acme, HIGH_RISK_TEXT))["legal"]
+    admin_client = staff(acme.admin)
+    html = admin_client.get(page(task)).content.decode()
+    assert 'id="hitl-reassign-form"' in html
+    assert re.search(r'<option value="acme-viewer" disabled', html)
+    refused = post(admin_client, page(task), {"action": "reassign", "assignee": "acme-viewer"})
+    assert refused.status_code == 200 and [t for t in texts(refused) if t[0] == "error"]
+    response = post(admin_client, page(task), {"action": "reassign", "assignee": "acme-reviewer2"})
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.claimed_by.username == "acme-reviewer2"
+    assert ReviewTaskUserPermission.objects.filter(content_object=task, user__username="acme-reviewer2").exists()
+    # Reviewers do not get the reassign form.
+    assert 'id="hitl-reassign-form"' not in staff(acme.reviewer).get(page(task)).content.decode()
