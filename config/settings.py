@@ -255,7 +255,7 @@ WEBHOOK_DELIVERY_RETENTION_DAYS = env_int("WEBHOOK_DELIVERY_RETENTION_DAYS", 30,
 # contracts/graph/faults.py). Never set in production.
 TEST_KILL_AT = env_str("HITL_TEST_KILL_AT", "")
 if TEST_KILL_AT:
-    if not re.fullmatch(r"after-(writes|interrupt):[a-z_]+|after-checkpoint:-?\d+|before-outcome", TEST_KILL_AT):
+    if not re.fullmatch(r"((after-(writes|interrupt)|before-node):[a-z_]+|after-checkpoint:-?\d+|before-outcome)(#[1-9])?", TEST_KILL_AT):
         raise ImproperlyConfigured(f"HITL_TEST_KILL_AT must name a point of contracts/graph/faults.py, got {TEST_KILL_AT!r}")
 
 # --- Risk analysis --------------------------------------------------------------------
