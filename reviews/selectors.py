@@ -3,12 +3,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from config.api_errors import NotFound
+from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_uuid
 from contracts.models import RESUME_THREAD_PERM, Contract, ContractGroupPermission, ContractUserPermission
 from reviews.models import (
     RESUME_TASK_PERM,
@@ -153,23 +154,34 @@ def _exists(queryset: QuerySet) -> Q:
     return Q(IsNull(Subquery(queryset.values("pk")[:1]), False))
 
 
-def _resume_permission_filter(*, tenant: Tenant, user: AbstractBaseUser) -> Q:
+def _resume_permission_filter(*, tenant_id: UUID, user_id: int) -> Q:
     """Tasks the user may resume through a guardian grant: on the task or on its whole
     thread, to the user or to one of their groups in this tenant. Built from subqueries
     on the direct foreign-key permission tables, each scoped by tenant; never guardian's
     model-level fallback, which would cross tenants."""
-    group_ids = user.groups.filter(tenant_group__tenant=tenant).values("pk")
+    group_ids = Group.objects.filter(user=user_id, tenant_group__tenant_id=tenant_id).values("pk")
     return (
         _exists(ReviewTaskUserPermission.objects.filter(
-            tenant=tenant, content_object=OuterRef("pk"), user=user, permission__codename=RESUME_TASK_PERM))
+            tenant_id=tenant_id, content_object=OuterRef("pk"), user_id=user_id, permission__codename=RESUME_TASK_PERM))
         | _exists(ReviewTaskGroupPermission.objects.filter(
-            tenant=tenant, content_object=OuterRef("pk"), group__in=group_ids, permission__codename=RESUME_TASK_PERM))
+            tenant_id=tenant_id, content_object=OuterRef("pk"), group__in=group_ids,
+            permission__codename=RESUME_TASK_PERM))
         | _exists(ContractUserPermission.objects.filter(
-            tenant=tenant, content_object=OuterRef("contract_id"), user=user, permission__codename=RESUME_THREAD_PERM))
+            tenant_id=tenant_id, content_object=OuterRef("contract_id"), user_id=user_id,
+            permission__codename=RESUME_THREAD_PERM))
         | _exists(ContractGroupPermission.objects.filter(
-            tenant=tenant, content_object=OuterRef("contract_id"), group__in=group_ids,
+            tenant_id=tenant_id, content_object=OuterRef("contract_id"), group__in=group_ids,
             permission__codename=RESUME_THREAD_PERM))
     )
+
+
+# The one-task form of the same rule, compiled once (config.compiled_sql): it runs on
+# every resume, claim and comment.
+_TASK_RESUMABLE = CompiledQuery(
+    lambda tenant_id, user_id, task_id: ReviewTask.objects.filter(tenant_id=tenant_id, pk=task_id)
+    .filter(_resume_permission_filter(tenant_id=tenant_id, user_id=user_id)).values("pk")[:1],
+    tenant_id=placeholder_uuid(1), user_id=placeholder_int(1), task_id=placeholder_uuid(2),
+)
 
 
 def review_task_actionable_list(*, tenant: Tenant, user: AbstractBaseUser, membership: Membership) -> QuerySet[ReviewTask]:
@@ -180,7 +192,7 @@ def review_task_actionable_list(*, tenant: Tenant, user: AbstractBaseUser, membe
         return tasks
     if membership.role not in DECIDING_ROLES:
         return tasks.none()
-    return tasks.filter(_resume_permission_filter(tenant=tenant, user=user))
+    return tasks.filter(_resume_permission_filter(tenant_id=tenant.pk, user_id=user.pk))
 
 
 def review_task_decidable_now_list(
@@ -215,9 +227,14 @@ def review_task_four_eyes_blocks(*, task: ReviewTask, user: AbstractBaseUser) ->
 
 
 def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membership: Membership | None) -> bool:
-    if membership is None or membership.tenant_id != task.tenant_id:
+    """review_task_actionable_list, for one task."""
+    if membership is None or membership.tenant_id != task.tenant_id or membership.user_id != user.pk:
         return False
-    return review_task_actionable_list(tenant=membership.tenant, user=user, membership=membership).filter(pk=task.pk).exists()
+    if membership.role == Role.ADMIN:
+        return True
+    if membership.role not in DECIDING_ROLES:
+        return False
+    return bool(_TASK_RESUMABLE.rows(tenant_id=task.tenant_id, user_id=user.pk, task_id=task.pk))
 
 
 # Per target model: its user grants, its team grants, the permission they carry.
