@@ -3,8 +3,7 @@
 Product: its own PostgreSQL database (dropped and recreated every run), migrated with
 `manage.py migrate`; one tenant with an agent and a reviewer holding API tokens; one
 `uvicorn config.asgi:application` process and K task-worker processes
-(`manage.py db_worker`, TASKS_BACKEND=database, Redis for the channel layer and the
-throttle cache). C client threads, each with its own HTTP session, each driving
+(`manage.py db_worker`, TASKS_BACKEND=database, Redis for the throttle cache). C client threads, each with its own HTTP session, each driving
 contracts one after another through the real API. How a thread learns that its review
 task is there and that its contract is done is `--watch`:
 
@@ -35,6 +34,11 @@ Bare floor: the same graph (contracts.graph.builder.contract_graph_build) driven
 directly with LangGraph + PostgresSaver in this process, on a second database of the
 same server; one saver and one psycopg connection per thread; invoke (interrupt), then
 Command(resume={interrupt_id: {"decision": "approve"}}).
+
+Peer: the same graph served by a stock LangGraph Server (`langgraph dev`, in-memory
+runtime: no durability, no authorisation), from a virtual environment of its own, kept
+off the network (bench/peer.py), driven by the LangGraph SDK as its users do:
+threads.create, runs.wait with the input (to the interrupt), runs.wait with the resume.
 
 Every wait has a timeout and every subprocess is stopped in a `finally`. With
 --watch poll the client's polling load (most of its requests) is part of what the server
@@ -74,6 +78,7 @@ from psycopg.rows import dict_row  # noqa: E402
 from websockets.exceptions import ConnectionClosed, WebSocketException  # noqa: E402
 from websockets.sync.client import connect as websocket_connect  # noqa: E402
 
+from bench.peer import peer_load, peer_start, peer_stop  # noqa: E402
 from bench._common import (  # noqa: E402
     HIGH_RISK_TEXT,
     PYTHON,
@@ -787,6 +792,11 @@ def report(result: PhaseResult, n: int) -> None:
         print(f"    POST resume/           : {_dist([x.resume for x in t])}")
         print(f"    submit -> completed    : {_dist([x.total for x in t])}")
         print(f"    HTTP requests/contract : {sum(x.requests for x in t) / len(t):.1f} (incl. polls)")
+    elif t and hasattr(t[0], "create"):
+        print(f"    threads.create         : {_dist([x.create for x in t])}")
+        print(f"    runs.wait (interrupt)  : {_dist([x.interrupt for x in t])}")
+        print(f"    runs.wait (resume)     : {_dist([x.resume for x in t])}")
+        print(f"    contract total         : {_dist([x.total for x in t])}")
     elif t:
         print(f"    invoke (to interrupt)  : {_dist([x.invoke for x in t])}")
         print(f"    resume (to end)        : {_dist([x.resume for x in t])}")
@@ -832,6 +842,9 @@ def main() -> int:
                         help="stop the load when the PostgreSQL server (all databases) has this share of"
                              " max_connections open, so a shared server stays usable (default 0.8)")
     parser.add_argument("--skip-bare", action="store_true")
+    parser.add_argument("--skip-peer", action="store_true", help="no LangGraph Server phase")
+    parser.add_argument("--peer-venv", default=str(REPO / "var" / "peer-venv"),
+                        help="the peer's virtual environment, created on first use (default var/peer-venv)")
     parser.add_argument("--skip-product", action="store_true")
     parser.add_argument("--keep-db", action="store_true", help="keep both databases after the run")
     args = parser.parse_args()
@@ -858,7 +871,12 @@ def main() -> int:
     procs = Processes(log_dir)
     results: dict[tuple[str, int], PhaseResult] = {}
     ok = False
+    peer = None
     try:
+        if not args.skip_peer:
+            t = time.perf_counter()
+            peer = peer_start(venv=Path(args.peer_venv), log=log_dir / "peer.log")
+            print(f"  langgraph dev pid {peer.process.pid} on {peer.url} ready in {time.perf_counter() - t:.1f} s")
         if not args.skip_bare:
             database_recreate(args.pg, args.bare_db)
             from langgraph.checkpoint.postgres import PostgresSaver
@@ -896,6 +914,19 @@ def main() -> int:
                 pg = 1000 * (sum(cpu_seconds(pid) for pid in postgres_pids()) - cpu_before[1]) / ran
                 result.notes.append(f"    CPU ms/contract: bench process {own:.1f}, postgres {pg:.1f}")
                 results[("bare", c)] = result
+                report(result, args.n)
+            if peer is not None:
+                cpu_before = (sum(os.times()[:2]), cpu_seconds(peer.process.pid))
+                timings, errors, wall = peer_load(url=peer.url, text=HIGH_RISK_TEXT, n=args.n, concurrency=c,
+                                                  warmup=args.warmup, phase_timeout=args.phase_timeout)
+                result = PhaseResult(name="peer (langgraph dev)", concurrency=c, done=len(timings), wall=wall,
+                                     errors=errors, timings=timings)
+                ran = max(1, result.done + args.warmup * c)
+                client = 1000 * (sum(os.times()[:2]) - cpu_before[0]) / ran
+                server_ms = 1000 * (cpu_seconds(peer.process.pid) - cpu_before[1]) / ran
+                result.notes.append(f"    CPU ms/contract: server {server_ms:.1f}, client {client:.1f};"
+                                    f" RSS {rss_mib(peer.process.pid):.0f} MiB")
+                results[("peer", c)] = result
                 report(result, args.n)
             if args.skip_product:
                 continue
@@ -966,14 +997,14 @@ def main() -> int:
 
         print("  summary (contracts/s):")
         for c in concurrencies:
-            product, bare = results.get(("product", c)), results.get(("bare", c))
+            product, bare, peer_result = (results.get((kind, c)) for kind in ("product", "bare", "peer"))
             parts = [f"c={c}:"]
-            if product:
-                parts.append(f"product {product.throughput:6.1f}")
-            if bare:
-                parts.append(f"bare {bare.throughput:6.1f}")
-            if product and bare and bare.throughput:
-                parts.append(f"product/bare {product.throughput / bare.throughput:.2f}")
+            for label, result in (("product", product), ("peer", peer_result), ("bare", bare)):
+                if result:
+                    parts.append(f"{label} {result.throughput:6.1f}")
+            for label, result in (("peer", peer_result), ("bare", bare)):
+                if product and result and result.throughput:
+                    parts.append(f"product/{label} {product.throughput / result.throughput:.2f}")
             print("    " + "  ".join(parts))
         ok = all(not r.errors and r.done == args.n for r in results.values())
         if not args.skip_product:
@@ -982,6 +1013,8 @@ def main() -> int:
     except (RuntimeError, TimeoutError, subprocess.SubprocessError, psycopg.Error) as exc:
         print(f"  FAILED: {type(exc).__name__}: {exc}")
     finally:
+        if peer is not None:
+            peer_stop(peer)
         procs.stop_all()
         databases = ([] if args.skip_product else [args.db]) + ([] if args.skip_bare else [args.bare_db])
         if ok and not args.keep_db:

@@ -106,9 +106,9 @@ def contract_variants(contract_chars: int) -> dict[str, list[dict]]:
     """Every combination of risky clauses, with a small or a large payment, analysed and
     sorted into the review paths the graph would take."""
     from contracts.graph.analyzer import analyze_text
-    from contracts.graph.decisions import OPTIONS, ApprovalDecision, LegalDecision
+    from contracts.graph.decisions import DECISION_SCHEMAS, OPTIONS
 
-    legal_schema, approval_schema = LegalDecision.model_json_schema(), ApprovalDecision.model_json_schema()
+    legal_schema, approval_schema = DECISION_SCHEMAS["legal"], DECISION_SCHEMAS["finance"]
     paths: dict[str, list[dict]] = {"legal": [], "finance": [], "legal_finance": [], "critical": []}
     names = list(CLAUSES) + ["missing_governing_law"]
     for size in range(len(names) + 1):

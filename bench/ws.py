@@ -4,9 +4,10 @@ Seeds its own PostgreSQL database (`bench_ws`, dropped and recreated; migrated w
 `manage.py migrate`): two tenants, an agent each, and one user with an API token per
 client (reviewers and viewers, alternating between the tenants). Starts `--servers`
 `uvicorn config.asgi:application` processes on it (HTTP and websockets in one process;
-channels-redis on `--redis`) and, as in production, one `manage.py run_worker` process
-(TASKS_BACKEND=database): the worker runs each submission's graph, commits its review
-task and broadcasts the event through Redis, so the server only fans events out. With
+`--redis` for the throttle's cache) and, as in production, one `manage.py run_worker`
+process (TASKS_BACKEND=database): the worker runs each submission's graph and commits its
+review task with its event (and a NOTIFY); each server reads the event from the log and
+fans it out. With
 `--graph-in request` the server runs the graph inside the submitting request instead
 (TASKS_BACKEND=immediate, no worker). Or, with `--target`, uses a server you started
 (it must use `--database-url`, which is seeded in place, not recreated).
@@ -110,7 +111,7 @@ print("BENCH_SEED " + json.dumps(out))
 
 def product_env(*, database_url: str, redis_url: str, tasks_backend: str) -> dict[str, str]:
     """The shared production-like environment, with the task backend asked for, and
-    REDIS_URL always set: the servers' channel layer fans events out through it."""
+    REDIS_URL always set: the servers' throttle counters live there, as in production."""
     env = common_product_env(database_url=database_url, redis_url=redis_url)
     env.update(REDIS_URL=redis_url, TASKS_BACKEND=tasks_backend, ALLOWED_HOSTS="127.0.0.1,localhost")
     return env
@@ -246,7 +247,7 @@ def main() -> int:
                         help="client processes; 0 (default) = one per 250 clients, at least 1")
     parser.add_argument("--handshakes", type=int, default=40,
                         help="handshakes in flight at once, over all client processes (default 40): each takes a"
-                             " Redis connection for its group_add, and channels-redis' pool refuses past 100")
+                             " database read of the subscriber at connect")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="PostgreSQL server URL, no database")
     parser.add_argument("--db", default="bench_ws", help="database, dropped and recreated (default bench_ws)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/3", help="REDIS_URL for the servers (default db 3)")
@@ -299,7 +300,7 @@ def main() -> int:
 
         # Warm-up, before any client connects (so no client sees it): one submission per
         # tenant pays the one-time costs (graph compilation, the checkpointer's and the
-        # channel layer's connections) outside the measurement.
+        # relay's connections) outside the measurement.
         with httpx.Client(timeout=args.timeout, trust_env=False) as http:
             for n, slug in enumerate(TENANTS):
                 response = http.post(f"{bases[n % len(bases)]}/api/v1/tenants/{slug}/contracts/",

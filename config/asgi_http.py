@@ -15,6 +15,8 @@ that took it.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 import django
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIHandler
@@ -33,7 +35,18 @@ class SyncStackASGIHandler(ASGIHandler):
         # As Django's handler: the ASGI server does the low-level chunking.
         if isinstance(response, FileResponse):
             response.block_size = self.chunk_size
+            if not response.is_async:
+                # A file (WhiteNoise's static files) is read in a synchronous loop:
+                # Django would read it whole into memory first, with a warning on every
+                # response. Read it chunk by chunk in a worker thread instead.
+                response.streaming_content = _chunks_in_thread(iter(response.streaming_content))
         return response
+
+
+async def _chunks_in_thread(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    read = sync_to_async(next, thread_sensitive=False)
+    while (chunk := await read(chunks, None)) is not None:
+        yield chunk
 
 
 def http_application() -> SyncStackASGIHandler:

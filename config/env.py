@@ -59,25 +59,44 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return items
 
 
-_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+def env_choice(name: str, default: str, choices: list[str]) -> str:
+    value = os.environ.get(name, default)
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
+# DRF reads a rate as "<count>/<period>" and looks only at the period's first letter, so
+# "lots" or "10/fortnight" would pass start-up and then fail every throttled request.
+_RATE = re.compile(r"[1-9][0-9]*/(?:second|minute|hour|day|s|m|h|d)")
+
+
+def env_rate(name: str, default: str) -> str:
+    value = os.environ.get(name, default).strip()
+    if not _RATE.fullmatch(value):
+        raise ImproperlyConfigured(f"{name} must look like 1200/minute (per second, minute, hour or day), got {value!r}")
+    return value
+
+
+def env_origins(name: str, default: list[str]) -> list[str]:
+    """Origins with their scheme, as Django's CSRF check compares them: a bare host
+    never matches any request, so it would only break every form post."""
+    origins = env_list(name, default)
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ImproperlyConfigured(f"{name} entries must look like https://host[:port], got {origin!r}")
+    return origins
 
 
 def cors_origins(name: str) -> list[str]:
-    """Comma-separated origins ("https://inbox.example.com,http://localhost:3000"), or
-    "*" alone; unset or empty: none. An origin has a scheme and a host, no path."""
+    """Origins allowed to call from a browser: comma-separated, each as env_origins
+    reads them, or "*" alone for any; unset or empty: none."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return []
-    items = [item.strip() for item in raw.split(",") if item.strip()]
-    if items == ["*"]:
-        return items
-    for item in items:
-        if not _ORIGIN.fullmatch(item):
-            raise ImproperlyConfigured(
-                f"{name} must be '*' or comma-separated origins like https://inbox.example.com "
-                f"(scheme and host, no path), got {item!r}"
-            )
-    return items
+    if raw == "*":
+        return ["*"]
+    return env_origins(name, [])
 
 
 def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:

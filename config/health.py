@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 
@@ -29,19 +26,15 @@ def _checkpointer() -> None:
     thread_snapshot("readyz-probe")
 
 
-def _channel_layer() -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        raise RuntimeError("no channel layer configured")
+def _cache() -> None:
+    # The throttle's counters live here (Redis when configured): without it every
+    # throttled request fails.
+    from config.throttling import throttle_cache
 
-    async def round_trip() -> None:
-        # A fresh channel each time, read back: a fixed channel nobody reads fills up
-        # (capacity 100) and would turn readiness red on its own.
-        channel = await layer.new_channel()
-        await layer.send(channel, {"type": "readyz.probe"})
-        await asyncio.wait_for(layer.receive(channel), timeout=5)
-
-    async_to_sync(round_trip)()
+    cache = throttle_cache()
+    cache.set("readyz-probe", "ok", timeout=10)
+    if cache.get("readyz-probe") != "ok":
+        raise RuntimeError("cache did not keep a value")
 
 
 def _task_backend() -> None:
@@ -54,7 +47,7 @@ def _task_backend() -> None:
         DBTaskResult.objects.exists()
 
 
-CHECKS = {"database": _database, "checkpointer": _checkpointer, "channel_layer": _channel_layer, "task_backend": _task_backend}
+CHECKS = {"database": _database, "checkpointer": _checkpointer, "cache": _cache, "task_backend": _task_backend}
 
 
 def readyz(request: HttpRequest) -> JsonResponse:

@@ -1,6 +1,5 @@
 """One settings module; everything deployment-specific comes from the environment
-(see config/env.py). Unset variables give the embedded default: SQLite and an
-in-memory channel layer."""
+(see config/env.py). Unset variables give the embedded default: SQLite, no Redis."""
 
 import os
 import re
@@ -8,7 +7,18 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
-from config.env import cors_origins, database_from_url, env_bool, env_int, env_list, env_str, redis_url
+from config.env import (
+    cors_origins,
+    database_from_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_origins,
+    env_rate,
+    env_str,
+    redis_url,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -24,7 +34,7 @@ SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET)
 if len(SECRET_KEY) < 32:
     raise ImproperlyConfigured("SECRET_KEY must be at least 32 characters long")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
-CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", ["http://localhost:8000", "http://127.0.0.1:8000"])
+CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS", ["http://localhost:8000", "http://127.0.0.1:8000"])
 
 INSTALLED_APPS = [
     "daphne",
@@ -33,6 +43,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # Before staticfiles: runserver, too, serves static files the way production does.
+    "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
@@ -52,11 +64,16 @@ MIDDLEWARE = [
     # every answer, the JSON errors of the middleware below included (a browser client
     # cannot read an error without them).
     "corsheaders.middleware.CorsMiddleware",
-    # Outermost but one, so it also turns errors raised by the middleware below into JSON.
-    "config.middleware.ApiJsonErrorsMiddleware",
+    # Under /api/ and the LangGraph prefixes: every error a JSON body, in DEBUG too, a lost database a 503
+    # (config.api_middleware). Outermost but one, so it also sees errors of the middleware below.
+    "config.api_middleware.ApiJsonErrorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Right after SecurityMiddleware, as WhiteNoise asks: static files are answered
+    # before sessions, CSRF or auth run (uvicorn serves nothing else).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    # CommonMiddleware, with a method-keeping 308 for a missing slash under /api/.
+    "config.api_middleware.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -132,7 +149,7 @@ REST_FRAMEWORK = {
     ],
 }
 # Per API token (or per signed-in user): "<count>/<second|minute|hour|day>".
-API_THROTTLE_RATE = env_str("API_THROTTLE_RATE", "1200/minute")
+API_THROTTLE_RATE = env_rate("API_THROTTLE_RATE", "1200/minute")
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "HITL review API",
@@ -152,8 +169,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    # The LangGraph prefixes' statuses, named as LangGraph names them.
+    # One name for each choice set that several fields share; the LangGraph prefixes'
+    # statuses named as LangGraph names them.
     "ENUM_NAME_OVERRIDES": {
+        "EscalationTeamEnum": "reviews.models.ESCALATION_TEAM_CHOICES",
         "ThreadStatusEnum": "contracts.selectors.THREAD_STATUSES",
         "RunStatusEnum": "contracts.platform.serializers.RUN_STATUSES",
     },
@@ -188,25 +207,12 @@ CORS_EXPOSE_HEADERS = ["Location", "Content-Location", "X-Pagination-Total", "X-
 # server on localhost or the LAN asks first, and is refused unless this is answered.
 CORS_ALLOW_PRIVATE_NETWORK = True
 
-# --- Channels -------------------------------------------------------------------------
+# --- Cache -------------------------------------------------------------------------
 
 REDIS_URL = redis_url("REDIS_URL")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8 gives reads a 5 s socket timeout by default: exactly as long as
-            # channels-redis blocks in BZPOPMIN waiting for a message, so the receive of
-            # an idle socket fails and its consumer dies, about one every 5 s per process
-            # (channels_redis#422). Longer than that block; finite, so a dead connection
-            # is still noticed.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-
 # Throttle counters must be shared by every server process: Redis when configured.
+# (The live queue needs no channel layer: each server process reads the event log,
+# see reviews.relay.)
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
@@ -217,6 +223,11 @@ else:
 # Seconds between a socket's heartbeats (each re-checks its group and reports the
 # position, so a client notices lost events even when nothing follows them).
 QUEUE_STREAM_HEARTBEAT_SECONDS = env_int("QUEUE_STREAM_HEARTBEAT_SECONDS", 25, minimum=1)
+# How often each server process reads the event log for what other processes committed
+# when nothing woke it (reviews.relay): the live path on SQLite, which has no
+# notifications; on PostgreSQL LISTEN/NOTIFY wakes it and this is only a safety net,
+# ten times as long.
+QUEUE_STREAM_POLL_MS = env_int("QUEUE_STREAM_POLL_MS", 100, minimum=10)
 # Days of queue events kept for catch-up (manage.py prune_queue_events).
 QUEUE_EVENT_RETENTION_DAYS = env_int("QUEUE_EVENT_RETENTION_DAYS", 7, minimum=1)
 
@@ -251,12 +262,40 @@ SCHEDULER_ENABLED = env_bool("SCHEDULER_ENABLED", True)
 SCHEDULER_RECOVERY_SECONDS = env_int("SCHEDULER_RECOVERY_SECONDS", 5, minimum=1)
 SCHEDULER_CLAIMS_SECONDS = env_int("SCHEDULER_CLAIMS_SECONDS", 15, minimum=1)
 SCHEDULER_PRUNE_SECONDS = env_int("SCHEDULER_PRUNE_SECONDS", 3600, minimum=1)
+# Reminders, escalations and expiries of review tasks (reviews.timers): how late a timer
+# may fire at most.
+SCHEDULER_REVIEW_TIMERS_SECONDS = env_int("SCHEDULER_REVIEW_TIMERS_SECONDS", 15, minimum=1)
+# Webhook fan-out and sending (reviews.webhooks): how soon an event leaves, at most.
+SCHEDULER_WEBHOOKS_SECONDS = env_int("SCHEDULER_WEBHOOKS_SECONDS", 2, minimum=1)
+# Checkpoint retention and old webhook deliveries (contracts.retention).
+SCHEDULER_RETENTION_SECONDS = env_int("SCHEDULER_RETENTION_SECONDS", 3600, minimum=1)
+
+# --- Webhooks -------------------------------------------------------------------------
+
+# Each phase of a request (connect, send, every read of the answer) may take this long.
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
+# A failed delivery is tried again after WEBHOOK_RETRY_BASE_SECONDS, doubling up to
+# WEBHOOK_RETRY_MAX_SECONDS, WEBHOOK_MAX_ATTEMPTS times in all, then it is `failed`. The
+# defaults: 15 attempts over about a day (30 s, 1 min, 2 min, ... 4 h, 4 h, ...), long
+# enough to outlast a receiver's night-long outage.
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 15, minimum=1)
+WEBHOOK_RETRY_BASE_SECONDS = env_int("WEBHOOK_RETRY_BASE_SECONDS", 30, minimum=1)
+WEBHOOK_RETRY_MAX_SECONDS = env_int("WEBHOOK_RETRY_MAX_SECONDS", 4 * 3600, minimum=1)
+# Sender threads in the process that leads the scheduler: at most this many endpoints
+# are sent to at once (each endpoint one batch at a time).
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 8, minimum=1)
+# Off: URLs on loopback, private, link-local or reserved addresses are refused (at
+# registration and again at every send, after DNS). On for receivers on your own
+# network, and in tests.
+WEBHOOK_ALLOW_PRIVATE_URLS = env_bool("WEBHOOK_ALLOW_PRIVATE_URLS", False)
+# Days a finished delivery (succeeded or failed) stays in the log.
+WEBHOOK_DELIVERY_RETENTION_DAYS = env_int("WEBHOOK_DELIVERY_RETENTION_DAYS", 30, minimum=1)
 
 # Recovery tests only: the process SIGKILLs itself at this point of a run (see
 # contracts/graph/faults.py). Never set in production.
 TEST_KILL_AT = env_str("HITL_TEST_KILL_AT", "")
 if TEST_KILL_AT:
-    if not re.fullmatch(r"after-(writes|interrupt):[a-z_]+|after-checkpoint:-?\d+|before-outcome", TEST_KILL_AT):
+    if not re.fullmatch(r"((after-(writes|interrupt)|before-node):[a-z_]+|after-checkpoint:-?\d+|before-outcome)(#[1-9])?", TEST_KILL_AT):
         raise ImproperlyConfigured(f"HITL_TEST_KILL_AT must name a point of contracts/graph/faults.py, got {TEST_KILL_AT!r}")
 
 # --- Risk analysis --------------------------------------------------------------------
@@ -291,13 +330,57 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
-STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
 LOGIN_URL = "/admin/login/"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env_choice("LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])},
+    # Django's default configuration gives "django" a console handler of its own (in
+    # DEBUG), so with the root's every request warning printed twice. One handler: root's.
+    "loggers": {
+        "django": {"level": "INFO", "propagate": True},
+        # httpx logs every request at INFO; webhook outcomes are in the delivery log instead.
+        "httpx": {"level": "WARNING"},
+    },
 }
+
+# --- Static files -----------------------------------------------------------------------
+
+# Served by WhiteNoise from the ASGI app (config/asgi_http.py streams them). Off DEBUG
+# from STATIC_ROOT as `manage.py collectstatic` left it: names carry a content hash
+# (cached for a year) and each file has a gzip copy next to it. In DEBUG straight from
+# the apps' static folders, so a change shows without collecting again.
+STATIC_URL = "static/"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+
+# --- HTTPS behind a proxy (production) ------------------------------------------------
+
+# Off by default (the embedded default speaks plain HTTP on 127.0.0.1); a deployment
+# behind TLS turns them on, and `manage.py check --deploy` then passes.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes talk to the process directly, over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# The header a trusted proxy sets to the client's scheme, e.g. X-Forwarded-Proto. Set it
+# only behind a proxy that overwrites that header: a client could otherwise claim https.
+_PROXY_SSL_HEADER = env_str("SECURE_PROXY_SSL_HEADER", "")
+if _PROXY_SSL_HEADER:
+    if not all(c.isalnum() or c == "-" for c in _PROXY_SSL_HEADER):
+        raise ImproperlyConfigured(
+            f"SECURE_PROXY_SSL_HEADER must be a header name such as X-Forwarded-Proto, got {_PROXY_SSL_HEADER!r}"
+        )
+    SECURE_PROXY_SSL_HEADER = ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https")

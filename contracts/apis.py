@@ -11,11 +11,14 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from config.api_docs import error_responses
 from config.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, keyset_page
 from contracts.models import RUN_STATES, ContractStatus
+from contracts.retention import prunable_contracts
+from contracts.models import Contract
 from contracts.selectors import contract_get, contract_list
 from contracts.services import contract_retry, contract_submit
 from reviews.models import ReviewStatus
 from tenants.apis import ADMIN_ROLES, MEMBER_ROLES, StrictInputSerializer, TenantAPIView
 from tenants.models import SUBMITTING_ROLES
+from tenants.services import tenant_retention_set
 
 
 class ContractOutputSerializer(serializers.Serializer):
@@ -41,6 +44,8 @@ class ContractDetailOutputSerializer(ContractOutputSerializer):
     decision_history = serializers.JSONField()
     amendments = serializers.JSONField()
     amended_text = serializers.CharField()
+    checkpoints_pruned_at = serializers.DateTimeField(
+        allow_null=True, help_text="When retention deleted the thread's LangGraph checkpoints; everything here is kept.")
     pending_tasks = serializers.SerializerMethodField()
 
     def get_pending_tasks(self, contract) -> list[dict]:
@@ -108,3 +113,44 @@ class ContractRetryApi(TenantAPIView):
         contract = contract_retry(tenant=self.tenant, contract_id=contract_id, user=request.user, via="api")
         contract.refresh_from_db()  # the immediate task backend may already have run it
         return Response(ContractOutputSerializer(contract).data, status=status.HTTP_202_ACCEPTED)
+
+
+# --- Retention (tenant admins) ---------------------------------------------------------
+
+
+class RetentionApi(TenantAPIView):
+    """How long the tenant's finished threads keep their LangGraph checkpoints
+    (contracts.retention; `manage.py prune_checkpoints --dry-run` lists rows too)."""
+
+    roles = {"GET": ADMIN_ROLES, "PATCH": ADMIN_ROLES}
+
+    class RetentionInputSerializer(StrictInputSerializer):
+        checkpoint_retention_days = serializers.IntegerField(
+            min_value=1, max_value=3650, allow_null=True, help_text="null: keep checkpoints for ever")
+
+    Output = inline_serializer("Retention", {
+        "checkpoint_retention_days": serializers.IntegerField(allow_null=True),
+        "prunable_threads": serializers.IntegerField(help_text="Finished threads the next run would look at."),
+        "pruned_threads": serializers.IntegerField(help_text="Threads whose checkpoints were deleted so far."),
+    })
+
+    def _out(self) -> dict:
+        from django.utils import timezone
+
+        return {
+            "checkpoint_retention_days": self.tenant.checkpoint_retention_days,
+            "prunable_threads": prunable_contracts(tenant=self.tenant, now=timezone.now()).count(),
+            "pruned_threads": Contract.objects.filter(tenant=self.tenant, checkpoints_pruned_at__isnull=False).count(),
+        }
+
+    @extend_schema(operation_id="retention_get", responses={200: Output, **error_responses(401, 403, 404, 429)})
+    def get(self, request: Request, tenant_slug: str) -> Response:
+        return Response(self._out())
+
+    @extend_schema(request=RetentionInputSerializer, responses={200: Output, **error_responses(400, 401, 403, 404, 429)})
+    def patch(self, request: Request, tenant_slug: str) -> Response:
+        serializer = self.RetentionInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        tenant_retention_set(tenant=self.tenant, days=serializer.validated_data["checkpoint_retention_days"],
+                             actor=request.user, via="api")
+        return Response(self._out())

@@ -67,6 +67,8 @@ class Contract(TenantOwned):
     # backoff, and after settings.RUN_RETRY_ATTEMPTS the contract is `failed`.
     run_attempts = models.PositiveSmallIntegerField(default=0)
     retry_at = models.DateTimeField(null=True, blank=True)
+    # When retention deleted the thread's checkpoints (contracts.retention).
+    checkpoints_pruned_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -86,6 +88,9 @@ class Contract(TenantOwned):
                          name="contract_retry_due"),
             models.Index(fields=["tenant", "updated_at"], condition=models.Q(status__in=["submitted", "running"]),
                          name="contract_in_flight"),
+            # Retention's scan: finished contracts whose checkpoints are still there.
+            models.Index(fields=["tenant", "completed_at"], name="contract_prunable",
+                         condition=models.Q(completed_at__isnull=False, checkpoints_pruned_at__isnull=True)),
         ]
 
     def __str__(self) -> str:

@@ -66,10 +66,50 @@ def _prune(now: datetime) -> int:
     return queue_events_prune(older_than=queue_event_retention(), now=now)
 
 
+def _reminders(now: datetime) -> int:
+    from reviews.timers import review_reminders_send
+
+    return review_reminders_send(now=now)
+
+
+def _escalations(now: datetime) -> int:
+    from reviews.timers import review_escalations_run
+
+    return review_escalations_run(now=now)
+
+
+def _expiries(now: datetime) -> int:
+    from reviews.timers import review_expiries_run
+
+    return review_expiries_run(now=now)
+
+
+def _webhooks(now: datetime) -> int:
+    # Claims and hands over only: the requests run on sender threads, so a hanging
+    # receiver never holds up this loop (and recovery with it).
+    from reviews.webhooks import webhook_deliveries_run
+
+    return webhook_deliveries_run(now=now)
+
+
+def _retention(now: datetime) -> int:
+    from contracts.retention import checkpoints_prune
+    from reviews.webhooks import webhook_deliveries_prune
+
+    return checkpoints_prune(now=now).threads + webhook_deliveries_prune(now=now)
+
+
 JOBS: list[Job] = [
     Job("recover", "SCHEDULER_RECOVERY_SECONDS", _recover),
     Job("claims_expire", "SCHEDULER_CLAIMS_SECONDS", _claims_expire),
     Job("prune", "SCHEDULER_PRUNE_SECONDS", _prune),
+    # The queue's clock; in this order, so an escalation due with an expiry comes first.
+    Job("review_reminders", "SCHEDULER_REVIEW_TIMERS_SECONDS", _reminders),
+    Job("review_escalations", "SCHEDULER_REVIEW_TIMERS_SECONDS", _escalations),
+    Job("review_expiries", "SCHEDULER_REVIEW_TIMERS_SECONDS", _expiries),
+    # After the timers, so their events leave in the same round.
+    Job("webhooks", "SCHEDULER_WEBHOOKS_SECONDS", _webhooks),
+    Job("retention", "SCHEDULER_RETENTION_SECONDS", _retention),
 ]
 
 

@@ -17,11 +17,11 @@ from uuid import UUID
 import psycopg
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from config.api_errors import Conflict, Forbidden, NotFound
+from config.api_errors import Conflict, NotFound, is_database_unavailable
 from contracts.graph import faults, runner
 from contracts.graph.runner import RunSnapshot
 from contracts.models import FINAL_STATUSES, Contract, ContractStatus, Run, RunKind
@@ -37,8 +37,8 @@ from reviews.services import (
     review_tasks_resume_for_thread,
     review_tasks_sync,
 )
-from tenants.models import AuditRecord, Role, Tenant
-from tenants.selectors import membership_get
+from tenants.models import AuditRecord, Tenant
+from tenants.selectors import tenant_admin_required
 from tenants.services import audit_record
 
 logger = logging.getLogger(__name__)
@@ -223,10 +223,6 @@ class _Work:
     answered: frozenset[str] = field(default_factory=frozenset)
 
 
-class DriveStuck(Exception):
-    """The thread cannot move on and nothing a drive may do would change that."""
-
-
 def contract_drive(*, tenant_id: UUID, contract_id: UUID) -> None:
     """Advance the contract's thread as far as it can go without a human, from wherever
     it stands: not started, waiting with decisions to apply, or stopped between two
@@ -249,7 +245,7 @@ def contract_drive(*, tenant_id: UUID, contract_id: UUID) -> None:
             work = _run_outcome_record(work=work, before=before, after=after, owner=owner)
     except Exception as exc:
         # Recorded on the contract and retried by the scheduler: the task itself is done.
-        if _is_infrastructure(exc):
+        if is_database_unavailable(exc):
             logger.warning("contract %s: run interrupted by the database (%s); it is retried", contract_id, exc)
         else:
             logger.exception("contract %s: run failed", contract_id)
@@ -465,15 +461,6 @@ def _work_plan(
 
 # --- Failures and retries -----------------------------------------------------------
 
-# Errors that say the database (or its connection) failed, not the run: retried without
-# counting towards RUN_RETRY_ATTEMPTS, so an outage never fails a contract.
-_INFRASTRUCTURE_ERRORS = (DatabaseError, psycopg.OperationalError, psycopg.InterfaceError)
-
-
-def _is_infrastructure(error: BaseException) -> bool:
-    return isinstance(error, (OperationalError, InterfaceError, psycopg.OperationalError, psycopg.InterfaceError))
-
-
 def retry_backoff(attempt: int) -> timedelta:
     """Exponential, capped, with jitter so contracts that failed together (an outage)
     do not all come back in the same instant."""
@@ -512,21 +499,17 @@ def _run_failure_record(*, tenant_id: UUID, contract_id: UUID, owner: str, error
             if contract is None or contract.run_lease_owner != owner:
                 return
             _lease_release(contract)
+            # The database failing is not the run's fault: retried without counting, so an
+            # outage never fails a contract.
             contract_retry_schedule(contract, reason=f"{type(error).__name__}: {error}",
-                                    counts=not _is_infrastructure(error), now=timezone.now())
+                                    counts=not is_database_unavailable(error), now=timezone.now())
             contract.save(update_fields=["status", "last_error", "run_attempts", "retry_at", "run_lease_owner",
                                          "run_lease_until", "updated_at"])
-    except _INFRASTRUCTURE_ERRORS:
+    except (DatabaseError, psycopg.Error):
         logger.warning("contract %s: could not record the failure; its lease will expire", contract_id)
 
 
 # --- Cancel and retry (tenant admins) -----------------------------------------------
-
-
-def _admin_check(*, tenant: Tenant, user: AbstractBaseUser, action: str) -> None:
-    membership = membership_get(tenant=tenant, user=user)
-    if membership is None or membership.role != Role.ADMIN:
-        raise Forbidden(f"Only a tenant admin may {action}.")
 
 
 def contract_cancel(
@@ -542,7 +525,7 @@ def contract_cancel(
     contract `cancelled`, and then a worker ends the LangGraph thread (it is never left
     waiting on an interrupt). `task_id`: the cancel was asked for through this task,
     which must still be pending."""
-    _admin_check(tenant=tenant, user=user, action="cancel a contract")
+    tenant_admin_required(tenant=tenant, user=user, action="cancel a contract")
     now = now or timezone.now()
     with transaction.atomic():
         # Lock order: contract, then its tasks, then (in event_emit) the tenant row; the
@@ -566,7 +549,7 @@ def contract_cancel(
 
 def contract_retry(*, tenant: Tenant, contract_id: UUID | str, user: AbstractBaseUser, via: str) -> Contract:
     """Run a `failed` contract again, from its checkpoint, with a fresh set of attempts."""
-    _admin_check(tenant=tenant, user=user, action="retry a contract")
+    tenant_admin_required(tenant=tenant, user=user, action="retry a contract")
     with transaction.atomic():
         contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
         if contract is None:

@@ -14,9 +14,11 @@ from config.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, keyset_page
 from contracts.selectors import contract_get
 from contracts.services import contract_cancel
 from reviews.models import ReviewKind, ReviewStatus
+from reviews.policies import task_due_status
 from reviews.selectors import (
     QUEUE_ORDERINGS,
     resume_grants_get,
+    review_comment_list,
     review_task_can_resume,
     review_task_get,
     review_task_history,
@@ -28,6 +30,8 @@ from reviews.services import (
     review_task_claim,
     review_task_release,
     review_task_resume,
+    review_comment_add,
+    review_task_reassign,
     review_task_resume_idempotent,
     review_tasks_resume_batch,
 )
@@ -61,8 +65,31 @@ class ReviewTaskOutputSerializer(serializers.Serializer):
     claimed_by = serializers.SerializerMethodField()
     claim_expires_at = serializers.SerializerMethodField()
     due_at = serializers.DateTimeField(allow_null=True)
+    due_status = serializers.SerializerMethodField(
+        help_text="Pending: on_time, due_soon (past its reminder time) or overdue; decided: met or missed; else null.")
+    due_in_seconds = serializers.SerializerMethodField(help_text="Until the due date; negative once overdue; null once closed.")
+    priority = serializers.IntegerField(help_text="0-100, higher first: half from risk, raised when due soon and on escalation.")
+    reminded_at = serializers.DateTimeField(allow_null=True)
+    escalated_at = serializers.DateTimeField(allow_null=True)
+    expired_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    def _now(self):
+        # One clock reading per response, so every row of a page is judged at the same moment.
+        from django.utils import timezone
+
+        if "now" not in self.context:
+            self.context["now"] = timezone.now()
+        return self.context["now"]
+
+    def get_due_status(self, task) -> str | None:
+        return task_due_status(task, now=self._now())
+
+    def get_due_in_seconds(self, task) -> int | None:
+        if task.due_at is None or task.status != ReviewStatus.PENDING:
+            return None
+        return int((task.due_at - self._now()).total_seconds())
 
     def _live_claim(self, task) -> bool:
         from django.utils import timezone
@@ -83,6 +110,14 @@ class ReviewTaskDetailOutputSerializer(ReviewTaskOutputSerializer):
     decision_history = serializers.JSONField(source="contract.decision_history")
     history = serializers.SerializerMethodField()
     can_resume = serializers.SerializerMethodField()
+    remind_at = serializers.DateTimeField(allow_null=True)
+    escalate_at = serializers.DateTimeField(allow_null=True)
+    expire_at = serializers.DateTimeField(allow_null=True)
+    policy = serializers.JSONField(help_text="The review policy the task was created under, which its timers follow.")
+    comments = serializers.SerializerMethodField()
+
+    def get_comments(self, task) -> list[dict]:
+        return CommentOutputSerializer(review_comment_list(task=task), many=True).data
 
     def get_contract_excerpt(self, task) -> str:
         return task.contract.text[:CONTRACT_EXCERPT_CHARS]
@@ -93,6 +128,13 @@ class ReviewTaskDetailOutputSerializer(ReviewTaskOutputSerializer):
     def get_can_resume(self, task) -> bool:
         view = self.context["view"]
         return task.status == ReviewStatus.PENDING and review_task_can_resume(task=task, user=view.request.user, membership=view.membership)
+
+
+class CommentOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    author = serializers.CharField(source="author_username")
+    body = serializers.CharField()
+    created_at = serializers.DateTimeField()
 
 
 class ReceiptSerializer(serializers.Serializer):
@@ -127,7 +169,16 @@ class ReviewTaskListApi(TenantAPIView):
         created_before = serializers.DateTimeField(required=False)
         updated_after = serializers.DateTimeField(required=False)
         updated_before = serializers.DateTimeField(required=False)
-        actionable = serializers.BooleanField(required=False, help_text="Only tasks the caller may resume")
+        due_after = serializers.DateTimeField(required=False, help_text="Due at or after this time")
+        due_before = serializers.DateTimeField(required=False, help_text="Due before this time")
+        overdue = serializers.BooleanField(required=False, allow_null=True, default=None,
+                                           help_text="true: pending and past due; false: everything else")
+        escalated = serializers.BooleanField(required=False, allow_null=True, default=None)
+        actionable = serializers.BooleanField(
+            required=False,
+            help_text="Only pending tasks the caller may decide now: permitted, not claimed by someone else, "
+                      "and no sign-off of a contract whose legal approval the caller gave",
+        )
         ordering = serializers.ChoiceField(choices=sorted(QUEUE_ORDERINGS), required=False, default="risk")
         cursor = serializers.CharField(required=False, max_length=2000)
         page_size = serializers.IntegerField(required=False, min_value=1, max_value=MAX_PAGE_SIZE, default=DEFAULT_PAGE_SIZE)
@@ -143,7 +194,8 @@ class ReviewTaskListApi(TenantAPIView):
         ordering, cursor, size = params.pop("ordering"), params.pop("cursor", None), params.pop("page_size")
         tasks = review_task_list(tenant=self.tenant, user=request.user, membership=self.membership, **params)
         page = keyset_page(tasks, ordering=QUEUE_ORDERINGS[ordering], cursor=cursor, size=size)
-        return Response({"results": ReviewTaskOutputSerializer(page.rows, many=True).data, "next_cursor": page.next_cursor})
+        return Response({"results": ReviewTaskOutputSerializer(page.rows, many=True, context={}).data,
+                         "next_cursor": page.next_cursor})
 
 
 class ReviewTaskDetailApi(TenantAPIView):
@@ -336,3 +388,52 @@ class ContractGrantApi(_ResumeGrantApi):
 class ContractRevokeApi(ContractGrantApi):
     http_method_names = ["post", "options"]
     grant = False
+
+
+
+# --- Reassign and comment -------------------------------------------------------------
+
+
+class ReviewTaskReassignApi(TenantAPIView):
+    """A tenant admin gives a pending task to a member who may decide it: a personal
+    grant and a claim in their name until the task is due (reviews.services)."""
+
+    roles = {"POST": ADMIN_ROLES}
+
+    class ReassignInputSerializer(StrictInputSerializer):
+        user = serializers.CharField(max_length=150, help_text="The member's username")
+
+    @extend_schema(request=ReassignInputSerializer,
+                   responses={200: ReviewTaskOutputSerializer, **error_responses(400, 401, 403, 404, 409, 429)})
+    def post(self, request: Request, tenant_slug: str, task_id: str) -> Response:
+        serializer = self.ReassignInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        task = review_task_reassign(tenant=self.tenant, task_id=task_id, actor=request.user,
+                                    username=serializer.validated_data["user"], via="api")
+        return Response(ReviewTaskOutputSerializer(review_task_get(tenant=self.tenant, task_id=task.pk), context={}).data)
+
+
+class ReviewTaskCommentsApi(TenantAPIView):
+    """Everyone who may read the queue reads a task's comments; those who may decide the
+    task (reviews.services.review_comment_add) write them, while it is pending."""
+
+    roles = {"GET": PEOPLE_ROLES, "POST": DECIDING_ROLES}
+
+    class CommentInputSerializer(StrictInputSerializer):
+        body = serializers.CharField(max_length=5_000, trim_whitespace=False)
+
+    @extend_schema(operation_id="review_comments_list",
+                   responses={200: inline_serializer("CommentList", {"results": CommentOutputSerializer(many=True)}),
+                              **error_responses(401, 403, 404, 429)})
+    def get(self, request: Request, tenant_slug: str, task_id: str) -> Response:
+        task = review_task_get(tenant=self.tenant, task_id=task_id)
+        return Response({"results": CommentOutputSerializer(review_comment_list(task=task), many=True).data})
+
+    @extend_schema(request=CommentInputSerializer,
+                   responses={201: CommentOutputSerializer, **error_responses(400, 401, 403, 404, 409, 429)})
+    def post(self, request: Request, tenant_slug: str, task_id: str) -> Response:
+        serializer = self.CommentInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        comment = review_comment_add(tenant=self.tenant, task_id=task_id, user=request.user,
+                                     body=serializer.validated_data["body"], via="api")
+        return Response(CommentOutputSerializer(comment).data, status=status.HTTP_201_CREATED)

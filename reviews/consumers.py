@@ -8,11 +8,10 @@ Protocol (server to client, JSON text frames):
   {"type": "heartbeat", "latest_seq": S}   about every 25 s; S beyond the client's
                                            position means events were lost: catch up
   {"type": "pong", "latest_seq": S}        answer to a client's {"type": "ping"}
-Events arrive in `seq` order, each once: one that arrives ahead of a missing number waits
-REORDER_WAIT_SECONDS for it, then the missing ones are read from the log. A client that
-still sees a gap (events that could not be checked or read while the database was
-unreachable), or a heartbeat ahead of its position, fetches
-GET /api/v1/tenants/<slug>/events/?after=<last>.
+Events arrive in `seq` order, each once: the process's relay (reviews.relay) reads them
+from the event log in order, wherever they were committed. A client that still sees a
+gap (events that could not be checked or read while the database was unreachable), or
+a heartbeat ahead of its position, fetches GET /api/v1/tenants/<slug>/events/?after=<last>.
 
 Credentials: `?ticket=` (single-use, from POST /api/v1/ws-ticket/) or the session
 cookie, which counts only on a handshake from one of our own origins (config.ws_origin).
@@ -31,14 +30,14 @@ import weakref
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qs
+from uuid import UUID
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from reviews import stream
-from reviews.events import tenant_group_name
+from reviews.relay import queue_event_relay
 from reviews.stream import StreamStart, StreamSubscriber
 
 logger = logging.getLogger(__name__)
@@ -56,14 +55,7 @@ _subscriber_for_user = database_sync_to_async(stream.stream_subscriber_for_user,
 _positions = database_sync_to_async(stream.stream_positions, thread_sensitive=False)
 _start = database_sync_to_async(stream.stream_start, thread_sensitive=False)
 
-# An event that arrives ahead of a missing number waits this long for it: numbers
-# follow commit order, but the server and each worker broadcast after their own commit,
-# so a lower number can arrive a moment later. After that the missing events are read
-# from the log, so a client gets every event once, in order, without gaps.
-REORDER_WAIT_SECONDS = 0.2
-
 MAX_CHECK_BATCH = 500
-GROUP_CALLS_AT_ONCE = 32
 
 
 class _PositionChecks:
@@ -112,94 +104,13 @@ ENCODED_EVENTS_KEPT = 256
 
 
 class _ProcessState:
-    """What the sockets of one server process share. Futures, locks and semaphores
-    belong to one event loop, so there is one of these per loop."""
+    """What the sockets of one server process share. Futures belong to one event loop,
+    so there is one of these per loop."""
 
     def __init__(self) -> None:
         self.checks = _PositionChecks()
         # One event reaches every socket of its tenant here: encode its JSON once.
-        self.encoded: OrderedDict[tuple[str, int], str] = OrderedDict()
-        # channels-redis keeps one Redis connection pool per process, and redis-py
-        # refuses past its size (100) instead of waiting: a thousand sockets joining,
-        # re-joining or leaving at once (a redeploy, a synchronised heartbeat) would
-        # exhaust it and starve the layer's own receive loop. Group calls queue here.
-        self.group_calls = asyncio.Semaphore(GROUP_CALLS_AT_ONCE)
-        self.relays: dict[str, _GroupRelay] = {}
-
-    def relay(self, group: str) -> _GroupRelay:
-        relay = self.relays.get(group)
-        if relay is None:
-            relay = self.relays[group] = _GroupRelay(group, self.group_calls)
-        return relay
-
-
-class _GroupRelay:
-    """This process's one member of a tenant's channel-layer group, handing each event
-    to the process's sockets of that tenant.
-
-    With a channel per socket, every socket paid for the layer's own receive machinery
-    per event (channels-redis hands a lock from waiter to waiter and makes and cancels
-    two tasks per message: 21% of server CPU at 1,000 sockets). Here the event is
-    received once per process. A relay lives as long as its process: with no sockets it
-    only reads its tenant's events, and its membership lapses with the layer's group
-    expiry until a socket joins again."""
-
-    def __init__(self, group: str, group_calls: asyncio.Semaphore) -> None:
-        self.group, self.group_calls = group, group_calls
-        self.layer = get_channel_layer()
-        self.sockets: set[ReviewQueueConsumer] = set()
-        self.channel: str | None = None
-        self.ready = asyncio.Event()  # set once `channel` exists
-        self.reader: asyncio.Task | None = None
-        # Deliveries in flight: the event loop keeps only weak references to tasks.
-        self.deliveries: set[asyncio.Task] = set()
-
-    async def add(self, consumer: ReviewQueueConsumer) -> None:
-        if self.reader is None:  # no await before this: one reader, whoever comes first
-            self.reader = asyncio.create_task(self._read())
-        self.sockets.add(consumer)
-        await self.join()
-
-    async def join(self) -> None:
-        """Idempotent; sockets call it again on their heartbeat, which undoes a layer
-        that lost its groups (Redis restarted or flushed) and the group expiry."""
-        await self.ready.wait()
-        async with self.group_calls:
-            await self.layer.group_add(self.group, self.channel)
-
-    def remove(self, consumer: ReviewQueueConsumer) -> None:
-        self.sockets.discard(consumer)
-
-    async def _read(self) -> None:
-        while self.channel is None:
-            try:
-                self.channel = await self.layer.new_channel()
-            except Exception:
-                logger.exception("queue stream relay for %s could not open its channel", self.group)
-                await asyncio.sleep(1)
-        self.ready.set()
-        while True:
-            try:
-                message = await self.layer.receive(self.channel)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("queue stream relay for %s could not receive", self.group)
-                await asyncio.sleep(1)
-                continue
-            if message.get("type") != "queue.event":
-                continue
-            for consumer in list(self.sockets):
-                # A task per socket: a slow socket holds up only itself. A socket's
-                # tasks take its send lock in the order they were made.
-                delivery = asyncio.create_task(consumer.queue_event(message))
-                self.deliveries.add(delivery)
-                delivery.add_done_callback(self._delivered)
-
-    def _delivered(self, delivery: asyncio.Task) -> None:
-        self.deliveries.discard(delivery)
-        if not delivery.cancelled() and delivery.exception() is not None:
-            logger.error("queue stream delivery failed", exc_info=delivery.exception())
+        self.encoded: OrderedDict[tuple[UUID, int], str] = OrderedDict()
 
 
 _process_states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _ProcessState] = weakref.WeakKeyDictionary()
@@ -217,9 +128,9 @@ async def _position(subscriber: StreamSubscriber) -> int | None:
     return await _process_state().checks.position(subscriber)
 
 
-def _encoded(group: str, event: dict[str, Any]) -> str:
+def _encoded(tenant_id: UUID, event: dict[str, Any]) -> str:
     cache = _process_state().encoded
-    key = (group, event["seq"])
+    key = (tenant_id, event["seq"])
     text = cache.get(key)
     if text is None:
         text = cache[key] = json.dumps(event)  # as AsyncJsonWebsocketConsumer.encode_json
@@ -229,26 +140,22 @@ def _encoded(group: str, event: dict[str, Any]) -> str:
 
 
 class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
-    # No channel of its own: events come through the process's _GroupRelay.
+    # No channel-layer channel: events come from the process's relay (reviews.relay).
     channel_layer_alias = None
     subscriber: StreamSubscriber | None = None
-    group_name: str | None = None
     # Every event up to here was sent in order (or covered at connect by the client's
-    # REST state); later live copies of them are not sent again.
+    # REST state); later copies of them are not sent again.
     sent: int = 0
-    # Set once the socket is refused or closed by us: messages still queued on the
-    # channel are then dropped instead of handled.
+    # Set once the socket is refused or closed by us: events still on their way to it
+    # are then dropped instead of handled.
     closed: bool = False
+    following: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # Orders what the heartbeat task sends with what the event handler sends.
+        # Orders what the heartbeat task sends with what the deliveries send.
         self._send_lock = asyncio.Lock()
         self._heartbeat: asyncio.Task | None = None
-        # Events that arrived ahead of a missing number, by number, and the task that
-        # fills the gap from the log if the missing ones do not arrive in time.
-        self._held: dict[int, dict[str, Any]] = {}
-        self._gap_fill: asyncio.Task | None = None
 
     async def connect(self) -> None:
         params = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
@@ -262,24 +169,25 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             await self._refuse()
             return
         self.subscriber = subscriber
-        self.group_name = tenant_group_name(subscriber.tenant_id)
-        # Join before reading the position: every event committed after that read is
-        # then guaranteed to be broadcast to this channel (events.py sends on commit).
-        await self._group_join()
-        start: StreamStart | None = await _start(subscriber=subscriber, after=after)
-        if start is None:  # revoked in the instant since authentication
-            await self._group_leave()
-            await self._refuse()
-            return
-        await self.accept()
-        self.sent = start.latest_seq
-        # Live events are dispatched one at a time after this handler returns, so none
-        # can overtake the replay.
-        await self.send_json({"type": "hello", "latest_seq": start.latest_seq})
-        if start.resync:
-            await self.send_json({"type": "resync", "latest_seq": start.latest_seq})
-        for event in start.replay:
-            await self.send_json(event)
+        # The send lock first: a delivery that arrives from here on waits until the
+        # hello and the replay are out, so nothing overtakes them.
+        async with self._send_lock:
+            # Follow before reading the position: every event committed after that read
+            # is then handed to this socket by the relay.
+            await queue_event_relay().follow(subscriber.tenant_id, self)
+            self.following = True
+            start: StreamStart | None = await _start(subscriber=subscriber, after=after)
+            if start is None:  # revoked in the instant since authentication
+                self._unfollow()
+                await self._refuse()
+                return
+            await self.accept()
+            self.sent = start.latest_seq
+            await self.send_json({"type": "hello", "latest_seq": start.latest_seq})
+            if start.resync:
+                await self.send_json({"type": "resync", "latest_seq": start.latest_seq})
+            for event in start.replay:
+                await self.send_json(event)
         self._heartbeat = asyncio.create_task(self._heartbeat_loop())
 
     async def _authenticate(self, params: dict[str, list[str]]) -> StreamSubscriber | None:
@@ -299,21 +207,14 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closed = True  # events still on their way to this socket are dropped
-        for task in (self._heartbeat, self._gap_fill):
-            if task is not None:
-                task.cancel()
-        await self._group_leave()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        self._unfollow()
 
-    async def _group_join(self) -> None:
-        await _process_state().relay(self.group_name).add(self)
-
-    async def _group_rejoin(self) -> None:
-        await _process_state().relay(self.group_name).join()
-
-    async def _group_leave(self) -> None:
-        group, self.group_name = self.group_name, None
-        if group is not None:
-            _process_state().relay(group).remove(self)
+    def _unfollow(self) -> None:
+        if self.following:
+            self.following = False
+            queue_event_relay().unfollow(self.subscriber.tenant_id, self)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # As Channels' own, without its close_old_connections() before every message: a
@@ -325,23 +226,23 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
 
-    # --- From the process's relay of the tenant's group -----------------------------
+    # --- From the process's relay, in seq order -----------------------------------------
 
-    async def queue_event(self, message: dict[str, Any]) -> None:
-        event = message["event"]
+    async def deliver(self, event: dict[str, Any]) -> None:
         if self.closed or event["seq"] <= self.sent:
             return
         async with self._send_lock:
             if self.closed or event["seq"] <= self.sent:
                 return
             if event["seq"] > self.sent + 1:
-                self._held[event["seq"]] = event
-                if self._gap_fill is None:
-                    self._gap_fill = asyncio.create_task(self._fill_gaps())
-                return
+                # An earlier event was not sent (its check failed while the database was
+                # unreachable): read what is missing from the log, re-checking the
+                # subscriber as every delivery does, and send it first.
+                await self._send_missing(before=event["seq"])
+                if self.closed or event["seq"] <= self.sent:
+                    return
             # A fresh read per event: a membership revoked since connect stops delivery
-            # here, at the next event, and ends the socket. It also covers the held
-            # events sent after this one: it reads after they arrived.
+            # here, at the next event, and ends the socket.
             try:
                 position = await _position(self.subscriber)
             except Exception:
@@ -353,52 +254,27 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             if position is None:
                 await self._close_revoked()
                 return
-            await self._send_event(event)
-            while (held := self._held.pop(self.sent + 1, None)) is not None:
-                await self._send_event(held)
+            await self.send(text_data=_encoded(self.subscriber.tenant_id, event))
+            self.sent = event["seq"]
 
-    async def _send_event(self, event: dict[str, Any]) -> None:
-        await self.send(text_data=_encoded(self.group_name, event))
-        self.sent = event["seq"]
-
-    async def _fill_gaps(self) -> None:
-        """While events are held behind a missing number: give it REORDER_WAIT_SECONDS
-        to arrive, then read what is missing from the log (re-checking the subscriber,
-        as every delivery does) and send everything up to the held events in order."""
+    async def _send_missing(self, *, before: int) -> None:
         try:
-            while self._held and not self.closed:
-                await asyncio.sleep(REORDER_WAIT_SECONDS)
-                async with self._send_lock:
-                    self._held_drop_sent()
-                    if self.closed or not self._held:
-                        continue
-                    try:
-                        start = await _start(subscriber=self.subscriber, after=self.sent)
-                    except Exception:
-                        # Fail closed, as for a failed check: drop what is held; the
-                        # client sees the gap and catches up once the database is back.
-                        logger.exception("queue stream could not fill a gap after %s for %s", self.sent,
-                                         self.subscriber)
-                        self._held.clear()
-                        continue
-                    if start is None:
-                        await self._close_revoked()
-                        return
-                    if start.resync:
-                        await self.send_json({"type": "resync", "latest_seq": start.latest_seq})
-                        self.sent = start.latest_seq
-                        continue
-                    for event in start.replay:
-                        await self._send_event(event)
-                    self._held_drop_sent()
-                    while (held := self._held.pop(self.sent + 1, None)) is not None:
-                        await self._send_event(held)
-        finally:
-            self._gap_fill = None
-
-    def _held_drop_sent(self) -> None:
-        for seq in [seq for seq in self._held if seq <= self.sent]:
-            del self._held[seq]
+            start = await _start(subscriber=self.subscriber, after=self.sent)
+        except Exception:
+            logger.exception("queue stream could not read the events after %s for %s", self.sent, self.subscriber)
+            return
+        if start is None:
+            await self._close_revoked()
+            return
+        if start.resync:
+            await self.send_json({"type": "resync", "latest_seq": start.latest_seq})
+            self.sent = start.latest_seq
+            return
+        for missing in start.replay:
+            if missing["seq"] >= before:
+                break
+            await self.send(text_data=_encoded(self.subscriber.tenant_id, missing))
+            self.sent = missing["seq"]
 
     # --- From the client --------------------------------------------------------------
 
@@ -420,7 +296,7 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
         interval = stream.stream_heartbeat_seconds()
         while not self.closed:
             # Jittered, so sockets that connected together (after a redeploy) do not all
-            # re-join and re-check in the same instant.
+            # re-check in the same instant.
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))
             try:
                 await self._report_position("heartbeat")
@@ -428,18 +304,11 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
                 return  # the client is gone; disconnect() cleans up
 
     async def _report_position(self, kind: str) -> None:
-        """Re-join the group, re-check the subscriber, tell the client where the stream
-        is. Re-joining undoes a channel layer that lost its groups (Redis restarted or
-        flushed) and the layer's group expiry on long-lived sockets; the position lets a
-        client notice events it lost even when no later event arrives."""
+        """Re-check the subscriber and tell the client where the stream is: the position
+        lets a client notice events it lost even when no later event arrives."""
         async with self._send_lock:
             if self.closed:
                 return
-            try:
-                await self._group_rejoin()
-            except Exception:
-                # The layer is down: the client can still learn its position and catch up.
-                logger.warning("queue stream could not re-join %s", self.group_name, exc_info=True)
             try:
                 latest = await _position(self.subscriber)
             except Exception:
@@ -452,10 +321,9 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
 
     async def _close_revoked(self) -> None:
         self.closed = True
-        for task in (self._heartbeat, self._gap_fill):
-            if task is not None and task is not asyncio.current_task():
-                task.cancel()
-        await self._group_leave()
+        if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
+            self._heartbeat.cancel()
+        self._unfollow()
         await self.close(code=CLOSE_REVOKED)
 
 

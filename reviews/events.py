@@ -1,27 +1,28 @@
 """Queue events, from this one module.
 
 Each event is written in the same transaction as the change it reports, numbered by a
-per-tenant sequence (durable: the catch-up API reads these rows), and broadcast to the
-tenant's websocket group only after that transaction commits (live, at-most-once:
-Channels may drop it, which the sequence number lets clients notice).
+per-tenant sequence that follows commit order. The rows are the live queue's source of
+truth: every server process reads them and hands them to its websockets
+(reviews.relay), wherever they were committed. On PostgreSQL the writer's transaction
+also notifies the readers (a NOTIFY goes out at commit, never before, and never for a
+transaction that rolls back); a reader in this same process is poked after commit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import threading
 from typing import Any
 from uuid import UUID
 
-from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import connection, transaction
 
 from reviews.models import QueueEvent, ReviewTask
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
+
+# The NOTIFY channel the server processes' relays LISTEN on; the payload is the tenant id.
+QUEUE_EVENTS_CHANNEL = "hitl_queue_events"
 
 REVIEW_CREATED = "review.created"
 REVIEW_CLAIMED = "review.claimed"
@@ -30,14 +31,16 @@ REVIEW_RESOLVED = "review.resolved"
 REVIEW_CANCELLED = "review.cancelled"
 CONTRACT_COMPLETED = "contract.completed"
 CONTRACT_FAILED = "contract.failed"
+# Time on the queue (reviews.timers) and the task actions of tenant admins and reviewers.
+REVIEW_DUE_SOON = "review.due_soon"
+REVIEW_ESCALATED = "review.escalated"
+REVIEW_EXPIRED = "review.expired"
+REVIEW_REASSIGNED = "review.reassigned"
+REVIEW_COMMENTED = "review.commented"
 EVENT_TYPES = (
     REVIEW_CREATED, REVIEW_CLAIMED, REVIEW_RELEASED, REVIEW_RESOLVED, REVIEW_CANCELLED, CONTRACT_COMPLETED, CONTRACT_FAILED,
+    REVIEW_DUE_SOON, REVIEW_ESCALATED, REVIEW_EXPIRED, REVIEW_REASSIGNED, REVIEW_COMMENTED,
 )
-
-
-def tenant_group_name(tenant_id: UUID | str) -> str:
-    # Channels group names: ASCII letters, digits, hyphens, periods; under 100 characters.
-    return f"tenant-{tenant_id}.reviews"
 
 
 def event_public(event: QueueEvent) -> dict[str, Any]:
@@ -62,12 +65,17 @@ def _next_seq(tenant_id: UUID) -> int:
     caller commits, so numbers are handed out in commit order: seeing N+1 means N is
     already durable. (Callers emit last in their transaction, to hold it briefly.)"""
     qn, pk, seq = connection.ops.quote_name, Tenant._meta.pk, Tenant._meta.get_field("event_seq").column
+    # On PostgreSQL the same statement queues the NOTIFY that wakes the relays: sent at
+    # commit, so no reader looks before the row is visible, and with no round trip of
+    # its own. (PostgreSQL folds identical notifications of one transaction into one.)
+    notify = f", pg_notify('{QUEUE_EVENTS_CHANNEL}', %s)" if connection.vendor == "postgresql" else ""
+    params = [pk.get_db_prep_value(tenant_id, connection)] + ([str(tenant_id)] if notify else [])
     with connection.cursor() as cursor:
         # One round trip: UPDATE ... RETURNING (PostgreSQL, and SQLite since 3.35).
         cursor.execute(
             f"UPDATE {qn(Tenant._meta.db_table)} SET {qn(seq)} = {qn(seq)} + 1"
-            f" WHERE {qn(pk.column)} = %s RETURNING {qn(seq)}",
-            [pk.get_db_prep_value(tenant_id, connection)],
+            f" WHERE {qn(pk.column)} = %s RETURNING {qn(seq)}{notify}",
+            params,
         )
         row = cursor.fetchone()
     if row is None:
@@ -75,8 +83,11 @@ def _next_seq(tenant_id: UUID) -> int:
     return row[0]
 
 
-def event_emit(*, tenant_id: UUID, type: str, task: ReviewTask | None = None, contract=None) -> QueueEvent:
-    """Record an event inside the caller's transaction and broadcast it after commit."""
+def event_emit(
+    *, tenant_id: UUID, type: str, task: ReviewTask | None = None, contract=None, extra: dict[str, Any] | None = None
+) -> QueueEvent:
+    """Record an event inside the caller's transaction; the relays deliver it after commit.
+    `extra`: what this type of event says besides the task's or contract's fields."""
     assert type in EVENT_TYPES, type
     # No savepoint: nothing here is meant to fail on its own and be caught (two round
     # trips fewer per event); outside a transaction this still opens one.
@@ -86,48 +97,18 @@ def event_emit(*, tenant_id: UUID, type: str, task: ReviewTask | None = None, co
             data = _task_data(task)
         else:
             data = {"contract_id": str(contract.pk), "status": contract.status, "risk_score": contract.risk_score}
+        if extra:
+            data.update(extra)
         event = QueueEvent.objects.create(
             tenant_id=tenant_id, seq=seq, type=type, task=task, contract_id=contract.pk if contract else task.contract_id, data=data
         )
-    transaction.on_commit(lambda: _broadcast(tenant_id, event_public(event)))
+    if connection.vendor != "postgresql":
+        # No NOTIFY here: a relay in this process reads at once, the others at their poll.
+        transaction.on_commit(lambda: _relays_poke(tenant_id))
     return event
 
 
-# Seconds a committed change waits for its live broadcast before giving up on it.
-BROADCAST_TIMEOUT = 5.0
+def _relays_poke(tenant_id: UUID) -> None:
+    from reviews.relay import queue_event_relays_poke  # the relay imports this module
 
-_loop: asyncio.AbstractEventLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def _broadcast_loop() -> asyncio.AbstractEventLoop:
-    """One long-lived event loop per process, in a daemon thread, for broadcasts.
-
-    async_to_sync from a thread with no event loop above it (the task worker) runs each
-    call on a new loop, and channels-redis keeps its connections per loop: every
-    broadcast would open a Redis connection and close it again."""
-    global _loop
-    with _loop_lock:
-        if _loop is None or _loop.is_closed():
-            _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="queue-event-broadcast", daemon=True).start()
-        return _loop
-
-
-def _broadcast(tenant_id: UUID, payload: dict[str, Any]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    group, message = tenant_group_name(tenant_id), {"type": "queue.event", "event": payload}
-    try:
-        if isinstance(layer, InMemoryChannelLayer):
-            # Its queues belong to the event loop of this process's consumers.
-            async_to_sync(layer.group_send)(group, message)
-        else:
-            asyncio.run_coroutine_threadsafe(layer.group_send(group, message), _broadcast_loop()).result(
-                timeout=BROADCAST_TIMEOUT
-            )
-    except Exception:
-        # The change is committed and the event is in the catch-up log; a lost live
-        # message must not turn a successful request into an error.
-        logger.exception("broadcast of event %s for tenant %s failed", payload.get("seq"), tenant_id)
+    queue_event_relays_poke(tenant_id)

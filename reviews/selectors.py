@@ -3,12 +3,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import AbstractBaseUser, Group
 from django.db.models import Case, CharField, Exists, OuterRef, Q, QuerySet, Subquery, Value, When
 from django.db.models.lookups import IsNull
 from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, NotFound
+from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_uuid
 from contracts.models import (
     FINAL_STATUSES,
     RESUME_THREAD_PERM,
@@ -19,10 +20,13 @@ from contracts.models import (
 from reviews.models import (
     RESUME_TASK_PERM,
     ReviewKind,
+    ReviewComment,
     ReviewStatus,
     ReviewTask,
     ReviewTaskGroupPermission,
     ReviewTaskUserPermission,
+    WebhookDelivery,
+    WebhookEndpoint,
 )
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant
 
@@ -36,6 +40,9 @@ QUEUE_ORDERINGS = {
     "-age": ["-created_at"],
     "deadline": ["due_at", "created_at"],
     "-deadline": ["-due_at", "-created_at"],
+    # reviews.policies.task_priority: risk, raised as the due date nears and on escalation.
+    "priority": ["-priority", "due_at", "created_at"],
+    "-priority": ["priority", "-due_at", "-created_at"],
 }
 
 
@@ -54,11 +61,16 @@ def review_task_list(
     created_before=None,
     updated_after=None,
     updated_before=None,
+    due_after=None,
+    due_before=None,
+    overdue: bool | None = None,
+    escalated: bool | None = None,
     actionable: bool = False,
     now=None,
 ) -> QuerySet[ReviewTask]:
     """The tenant's review queue, filtered. `assignee` is "me", "none" (unclaimed or
-    claim expired) or a username; an expired claim counts as no claim at all."""
+    claim expired) or a username; an expired claim counts as no claim at all.
+    `overdue`: pending and past its due date (False: everything else)."""
     tasks = (
         ReviewTask.objects.filter(tenant=tenant)
         .select_related("contract", "claimed_by", "decided_by")
@@ -84,6 +96,15 @@ def review_task_list(
         tasks = tasks.filter(updated_at__gte=updated_after)
     if updated_before is not None:
         tasks = tasks.filter(updated_at__lt=updated_before)
+    if due_after is not None:
+        tasks = tasks.filter(due_at__gte=due_after)
+    if due_before is not None:
+        tasks = tasks.filter(due_at__lt=due_before)
+    if overdue is not None:
+        late = review_task_overdue_q(now=now or timezone.now())
+        tasks = tasks.filter(late) if overdue else tasks.exclude(late)
+    if escalated is not None:
+        tasks = tasks.filter(escalated_at__isnull=not escalated)
     if assignee:
         now = now or timezone.now()
         live = Q(claimed_by__isnull=False, claim_expires_at__gt=now)
@@ -93,7 +114,7 @@ def review_task_list(
             holder = Q(claimed_by=user) if assignee == "me" else Q(claimed_by__username=assignee)
             tasks = tasks.filter(live & holder)
     if actionable and user is not None and membership is not None:
-        tasks = tasks & review_task_actionable_list(tenant=tenant, user=user, membership=membership)
+        tasks = tasks & review_task_decidable_now_list(tenant=tenant, user=user, membership=membership, now=now)
     return tasks
 
 
@@ -122,6 +143,11 @@ def review_decisions_unapplied_contracts(*, decided_before) -> QuerySet:
     ).values("contract_id")
 
 
+def review_task_overdue_q(*, now) -> Q:
+    """Pending and past its due date: what "overdue" means in the API and the admin."""
+    return Q(status=ReviewStatus.PENDING, due_at__lt=now)
+
+
 def review_task_get(*, tenant: Tenant, task_id: UUID | str) -> ReviewTask:
     task = ReviewTask.objects.filter(tenant=tenant, pk=task_id).select_related("contract").first()
     if task is None:
@@ -136,23 +162,34 @@ def _exists(queryset: QuerySet) -> Q:
     return Q(IsNull(Subquery(queryset.values("pk")[:1]), False))
 
 
-def _resume_permission_filter(*, tenant: Tenant, user: AbstractBaseUser) -> Q:
+def _resume_permission_filter(*, tenant_id: UUID, user_id: int) -> Q:
     """Tasks the user may resume through a guardian grant: on the task or on its whole
     thread, to the user or to one of their groups in this tenant. Built from subqueries
     on the direct foreign-key permission tables, each scoped by tenant; never guardian's
     model-level fallback, which would cross tenants."""
-    group_ids = user.groups.filter(tenant_group__tenant=tenant).values("pk")
+    group_ids = Group.objects.filter(user=user_id, tenant_group__tenant_id=tenant_id).values("pk")
     return (
         _exists(ReviewTaskUserPermission.objects.filter(
-            tenant=tenant, content_object=OuterRef("pk"), user=user, permission__codename=RESUME_TASK_PERM))
+            tenant_id=tenant_id, content_object=OuterRef("pk"), user_id=user_id, permission__codename=RESUME_TASK_PERM))
         | _exists(ReviewTaskGroupPermission.objects.filter(
-            tenant=tenant, content_object=OuterRef("pk"), group__in=group_ids, permission__codename=RESUME_TASK_PERM))
+            tenant_id=tenant_id, content_object=OuterRef("pk"), group__in=group_ids,
+            permission__codename=RESUME_TASK_PERM))
         | _exists(ContractUserPermission.objects.filter(
-            tenant=tenant, content_object=OuterRef("contract_id"), user=user, permission__codename=RESUME_THREAD_PERM))
+            tenant_id=tenant_id, content_object=OuterRef("contract_id"), user_id=user_id,
+            permission__codename=RESUME_THREAD_PERM))
         | _exists(ContractGroupPermission.objects.filter(
-            tenant=tenant, content_object=OuterRef("contract_id"), group__in=group_ids,
+            tenant_id=tenant_id, content_object=OuterRef("contract_id"), group__in=group_ids,
             permission__codename=RESUME_THREAD_PERM))
     )
+
+
+# The one-task form of the same rule, compiled once (config.compiled_sql): it runs on
+# every resume, claim and comment.
+_TASK_RESUMABLE = CompiledQuery(
+    lambda tenant_id, user_id, task_id: ReviewTask.objects.filter(tenant_id=tenant_id, pk=task_id)
+    .filter(_resume_permission_filter(tenant_id=tenant_id, user_id=user_id)).values("pk")[:1],
+    tenant_id=placeholder_uuid(1), user_id=placeholder_int(1), task_id=placeholder_uuid(2),
+)
 
 
 def review_task_actionable_list(*, tenant: Tenant, user: AbstractBaseUser, membership: Membership) -> QuerySet[ReviewTask]:
@@ -163,13 +200,49 @@ def review_task_actionable_list(*, tenant: Tenant, user: AbstractBaseUser, membe
         return tasks
     if membership.role not in DECIDING_ROLES:
         return tasks.none()
-    return tasks.filter(_resume_permission_filter(tenant=tenant, user=user))
+    return tasks.filter(_resume_permission_filter(tenant_id=tenant.pk, user_id=user.pk))
+
+
+def review_task_decidable_now_list(
+    *, tenant: Tenant, user: AbstractBaseUser, membership: Membership, now=None
+) -> QuerySet[ReviewTask]:
+    """The tasks this member could decide right now, as the resume would accept them:
+    pending, theirs to resume (review_task_actionable_list), not under someone else's
+    live claim, and no sign-off of a contract whose legal approval they gave (four eyes).
+    What `?actionable=true` and the reviewer's queue in the admin show."""
+    now = now or timezone.now()
+    others_claim = Q(claimed_by__isnull=False, claim_expires_at__gt=now) & ~Q(claimed_by=user)
+    return (
+        review_task_actionable_list(tenant=tenant, user=user, membership=membership)
+        .filter(status=ReviewStatus.PENDING)
+        .exclude(others_claim)
+        .exclude(_four_eyes_blocked(user))
+    )
+
+
+def _four_eyes_blocked(user: AbstractBaseUser) -> Q:
+    """The four-eyes rule: a sign-off of a contract whose legal approval `user` gave."""
+    first_signature = ReviewTask.objects.filter(
+        tenant_id=OuterRef("tenant_id"), contract_id=OuterRef("contract_id"), kind=ReviewKind.LEGAL,
+        status=ReviewStatus.RESOLVED, decided_by=user,
+    )
+    return Q(kind=ReviewKind.SIGNOFF) & _exists(first_signature)
+
+
+def review_task_four_eyes_blocks(*, task: ReviewTask, user: AbstractBaseUser) -> bool:
+    """Whether the four-eyes rule keeps `user` from deciding `task` (the resume's check)."""
+    return ReviewTask.objects.filter(tenant_id=task.tenant_id, pk=task.pk).filter(_four_eyes_blocked(user)).exists()
 
 
 def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membership: Membership | None) -> bool:
-    if membership is None or membership.tenant_id != task.tenant_id:
+    """review_task_actionable_list, for one task."""
+    if membership is None or membership.tenant_id != task.tenant_id or membership.user_id != user.pk:
         return False
-    return review_task_actionable_list(tenant=membership.tenant, user=user, membership=membership).filter(pk=task.pk).exists()
+    if membership.role == Role.ADMIN:
+        return True
+    if membership.role not in DECIDING_ROLES:
+        return False
+    return bool(_TASK_RESUMABLE.rows(tenant_id=task.tenant_id, user_id=user.pk, task_id=task.pk))
 
 
 # Per target model: its user grants, its team grants, the permission they carry.
@@ -298,10 +371,14 @@ def review_task_thread_list(
     *, tenant: Tenant, user: AbstractBaseUser, membership: Membership, status: str | None = None,
     kind: str | None = None, contract_id: UUID | None = None,
 ) -> QuerySet[ReviewTask]:
-    """The caller's inbox: the tasks they may decide (review_task_actionable_list),
-    newest first, each with its `thread_status`."""
+    """The caller's inbox, newest first, each task with its `thread_status`: the tasks
+    they may resume (review_task_actionable_list), of which those still pending only if
+    they could decide them right now (review_task_decidable_now_list: not under
+    another's claim, four eyes), as the reviewer's queue shows them."""
+    decidable = review_task_decidable_now_list(tenant=tenant, user=user, membership=membership)
     tasks = (
         review_task_actionable_list(tenant=tenant, user=user, membership=membership)
+        .exclude(Q(status=ReviewStatus.PENDING) & ~Q(pk__in=decidable.values("pk")))
         .select_related("contract", "decided_by", "claimed_by")
         .annotate(thread_status=review_task_thread_status())
         .order_by("-created_at", "-pk")
@@ -326,3 +403,84 @@ def review_task_thread_get(*, tenant: Tenant, task_id: UUID | str) -> ReviewTask
     if task is None:
         raise NotFound()
     return task
+
+
+# --- What the reviewer's workspace shows and allows ---------------------------------------
+
+
+def review_task_risk_level(*, task: ReviewTask) -> str:
+    """"critical" at or above the tenant's critical risk (the graph then asks for an
+    independent sign-off), "high" above its review threshold, "normal" below it (a task
+    that is there for a payment alone)."""
+    tenant = task.tenant
+    if task.risk_score >= tenant.critical_risk:
+        return "critical"
+    if task.risk_score > tenant.risk_threshold:
+        return "high"
+    return "normal"
+
+
+def review_task_bulk_refusal(*, task: ReviewTask) -> str | None:
+    """Why the task may not be decided in bulk (None: it may). A critical-risk contract
+    and a four-eyes sign-off each need a person to look at that one task."""
+    if task.kind == ReviewKind.SIGNOFF:
+        return "a sign-off is never decided in bulk"
+    if review_task_risk_level(task=task) == "critical":
+        return "critical risk is never decided in bulk"
+    return None
+
+
+def resume_grant_refusal(*, tenant: Tenant, user: AbstractBaseUser) -> str | None:
+    """Why a resume grant to `user` would be refused (None: it may be given): a member
+    whose role never decides (a viewer, an agent) would hold a grant that does nothing,
+    which reads as if they could act."""
+    membership = Membership.objects.filter(tenant=tenant, user=user).first()
+    if membership is None:
+        return "not a member of this tenant"
+    if membership.role not in DECIDING_ROLES:
+        return (f"{user.get_username()} is a {membership.get_role_display().lower()}: that role never decides "
+                "review tasks, so the grant would do nothing; change the role first")
+    return None
+
+
+def review_task_first_signature(*, task: ReviewTask) -> ReviewTask | None:
+    """For a sign-off: the legal approval it must come on top of (who gave it, when)."""
+    if task.kind != ReviewKind.SIGNOFF:
+        return None
+    return (
+        ReviewTask.objects.filter(tenant_id=task.tenant_id, contract_id=task.contract_id, kind=ReviewKind.LEGAL,
+                                  status=ReviewStatus.RESOLVED)
+        .select_related("decided_by").order_by("-decided_at").first()
+    )
+def review_comment_list(*, task: ReviewTask) -> QuerySet[ReviewComment]:
+    """The task's comments, oldest first."""
+    return ReviewComment.objects.filter(tenant_id=task.tenant_id, task=task).order_by("created_at", "id")
+
+
+# --- Webhooks -----------------------------------------------------------------------
+
+
+def webhook_endpoint_list(*, tenant: Tenant) -> QuerySet[WebhookEndpoint]:
+    return WebhookEndpoint.objects.filter(tenant=tenant).order_by("created_at")
+
+
+def webhook_endpoint_get(*, tenant: Tenant, endpoint_id: UUID | str) -> WebhookEndpoint:
+    endpoint = webhook_endpoint_list(tenant=tenant).filter(pk=endpoint_id).select_related("tenant").first()
+    if endpoint is None:
+        raise NotFound()
+    return endpoint
+
+
+def webhook_delivery_list(*, endpoint: WebhookEndpoint, status: str | None = None) -> QuerySet[WebhookDelivery]:
+    """The endpoint's deliveries, newest first."""
+    deliveries = WebhookDelivery.objects.filter(tenant_id=endpoint.tenant_id, endpoint=endpoint)
+    if status:
+        deliveries = deliveries.filter(status=status)
+    return deliveries.order_by("-created_at", "-seq")
+
+
+def webhook_delivery_get(*, endpoint: WebhookEndpoint, delivery_id: UUID | str) -> WebhookDelivery:
+    delivery = webhook_delivery_list(endpoint=endpoint).filter(pk=delivery_id).select_related("tenant").first()
+    if delivery is None:
+        raise NotFound()
+    return delivery

@@ -16,34 +16,62 @@ from contracts.graph.decisions import DECISION_MODELS
 from contracts.models import Contract
 from contracts.tasks import contract_drive_enqueue
 from reviews import events
-from reviews.models import RESUME_TASK_PERM, IdempotencyRecord, ReviewKind, ReviewStatus, ReviewTask, ReviewTaskGroupPermission
+from reviews.models import (
+    RESUME_TASK_PERM,
+    IdempotencyRecord,
+    ReviewComment,
+    ReviewKind,
+    ReviewPolicy,
+    ReviewStatus,
+    ReviewTask,
+    ReviewTaskGroupPermission,
+    ReviewTaskUserPermission,
+)
+from reviews.policies import (
+    POLICY_FIELDS,
+    Policy,
+    default_remind_before,
+    policy_errors,
+    policy_schedule,
+    review_policies_effective,
+    task_priority,
+)
 from reviews.selectors import (
     GRANT_MODELS,
+    resume_grant_refusal,
+    review_task_bulk_refusal,
     review_task_can_resume,
     review_task_for_bare_answer,
+    review_task_four_eyes_blocks,
     review_task_get,
     review_tasks_of_thread,
     review_tasks_pending_for_thread,
 )
-from tenants.models import Membership, Role, Tenant, TenantGroup
+from tenants.models import DECIDING_ROLES, Membership, Role, Tenant, TenantGroup
 from tenants.routing import review_team_for
-from tenants.selectors import membership_get
+from tenants.selectors import membership_get, membership_get_by_username, tenant_admin_required
 from tenants.services import audit_record, tenant_group_get
 
 if TYPE_CHECKING:
     from contracts.graph.runner import PendingInterrupt
 
 
-def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) -> list[ReviewTask]:
+def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt], now: datetime | None = None) -> list[ReviewTask]:
     """One ReviewTask per pending interrupt. Idempotent: the unique constraint on
     (tenant, thread, interrupt id) makes a second sync of the same interrupts a no-op,
-    which is what lets recovery re-run it after a crash."""
+    which is what lets recovery re-run it after a crash. Each task gets the times of its
+    kind's review policy, counted from `now`, and a copy of that policy."""
     if not pending:
         return []
     tenant = contract.tenant
-    due_at = timezone.now() + timedelta(hours=tenant.review_due_hours)
-    tasks = [
-        ReviewTask(
+    now = now or timezone.now()
+    policies = review_policies_effective(tenant=tenant)
+    tasks = []
+    for item in pending:
+        policy = policies[item.kind]
+        schedule = policy_schedule(policy, created=now)
+        risk_score = float(item.payload.get("risk_score") or 0.0)
+        tasks.append(ReviewTask(
             tenant_id=contract.tenant_id,
             contract=contract,
             thread_id=contract.thread_id,
@@ -52,11 +80,14 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
             payload=item.payload,
             payload_digest=item.digest,
             response_schema=item.response_schema,
-            risk_score=float(item.payload.get("risk_score") or 0.0),
-            due_at=due_at,
-        )
-        for item in pending
-    ]
+            risk_score=risk_score,
+            priority=task_priority(risk_score=risk_score),
+            due_at=schedule.due_at,
+            remind_at=schedule.remind_at,
+            escalate_at=schedule.escalate_at,
+            expire_at=schedule.expire_at,
+            policy=policy.snapshot(),
+        ))
     # A task that exists already (a re-sync, or a concurrent one: not expected under the
     # run lease, but the constraint, not the lease, is what guarantees one task) is
     # skipped by the insert; the rows with the new primary keys are the ones created.
@@ -64,7 +95,8 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt]) ->
     created = list(ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=[t.pk for t in tasks]))
     _review_tasks_route(tenant=tenant, tasks=created)
     for task in created:
-        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CREATED, task=task)
+        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CREATED, task=task,
+                          extra={"due_at": task.due_at.isoformat(), "priority": task.priority})
     return created
 
 
@@ -197,31 +229,50 @@ def _resume(
         if task.kind == ReviewKind.SIGNOFF:
             _four_eyes_check(task=task, user=user)
         _shown_interrupt_check(task=task, seen_digest=seen_digest)
-        task.status = ReviewStatus.RESOLVED
-        task.decision = {
-            **decision,
-            "decided_by": user.pk,
-            "decided_by_username": user.get_username(),
-            "decided_at": now.isoformat(),
-            "task_id": str(task.pk),
-        }
-        task.decided_by = user
-        task.decided_at = now
-        # Resuming an unclaimed task claims it implicitly: the record shows who worked it.
-        task.claimed_by = user
-        task.claim_expires_at = None
-        task.save(update_fields=["status", "decision", "decided_by", "decided_at", "claimed_by", "claim_expires_at", "updated_at"])
+        review_task_decision_record(tenant=tenant, task=task, decision=decision, user=user, via=via, now=now)
         receipt = resume_receipt(task)
         if idempotency is not None:
             # The task lock serialises one key on one task; the same key raced onto
             # another task (another request) loses here, and its decision rolls back.
             idempotency_remember(tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1],
                                  status=202, body=receipt)
-        audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
-                     data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id)})
-        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RESOLVED, task=task)
-        contract_drive_enqueue(tenant_id=tenant.id, contract_id=task.contract_id)
     return task, receipt, False
+
+
+def review_task_decision_record(
+    *,
+    tenant: Tenant,
+    task: ReviewTask,
+    decision: dict[str, Any],
+    user: AbstractBaseUser | None,
+    via: str,
+    now: datetime,
+    audit_data: dict[str, Any] | None = None,
+) -> None:
+    """Write a decision on the task, audit and announce it, and queue the graph's resume:
+    the one place a decision is recorded, a reviewer's (through review_task_resume) or
+    the system's (`user` None: an expiry, reviews.timers). The caller holds the task's
+    row lock inside its transaction and has found the task pending; that lock is what
+    lets exactly one of two racing decisions through. `decision` is validated."""
+    task.status = ReviewStatus.RESOLVED
+    task.decision = {
+        **decision,
+        "decided_by": user.pk if user is not None else None,
+        "decided_by_username": user.get_username() if user is not None else None,
+        "decided_at": now.isoformat(),
+        "task_id": str(task.pk),
+    }
+    task.decided_by = user
+    task.decided_at = now
+    # Resuming an unclaimed task claims it implicitly: the record shows who worked it.
+    task.claimed_by = user
+    task.claim_expires_at = None
+    task.save(update_fields=["status", "decision", "decided_by", "decided_at", "claimed_by", "claim_expires_at", "updated_at"])
+    audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
+                 data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id),
+                       **(audit_data or {})})
+    events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RESOLVED, task=task)
+    contract_drive_enqueue(tenant_id=tenant.id, contract_id=task.contract_id)
 
 
 def _shown_interrupt_check(*, task: ReviewTask, seen_digest: str | None) -> None:
@@ -352,12 +403,18 @@ def review_tasks_resume_batch(
     *, tenant: Tenant, user: AbstractBaseUser, items: list[dict[str, Any]], via: str = "api"
 ) -> list[dict[str, Any]]:
     """Apply each item on its own (its own authorisation, its own transaction): one
-    item's failure never touches another, and no item is ever half-applied."""
+    item's failure never touches another, and no item is ever half-applied. Critical-risk
+    and sign-off tasks are refused (`forbidden`): never decided in bulk."""
     outcomes = []
     for item in items:
         task_id = item["id"]
         data = {k: v for k, v in item.items() if k != "id"}
         try:
+            # The one rule of bulk decisions, as in the admin: some tasks need a person
+            # to look at them alone.
+            refusal = review_task_bulk_refusal(task=review_task_get(tenant=tenant, task_id=task_id))
+            if refusal:
+                raise Forbidden(f"Not in a batch: {refusal}; decide it on its own.", extra={"reason": "not_in_bulk"})
             task = review_task_resume(tenant=tenant, task_id=task_id, user=user, data=data, via=via)
         except NotFound:
             outcomes.append({"id": str(task_id), "outcome": "not_found"})
@@ -509,10 +566,7 @@ def review_tasks_cancel_pending(
 
 
 def _four_eyes_check(*, task: ReviewTask, user: AbstractBaseUser) -> None:
-    first_signers = ReviewTask.objects.filter(
-        tenant_id=task.tenant_id, contract_id=task.contract_id, kind=ReviewKind.LEGAL, status=ReviewStatus.RESOLVED
-    ).values_list("decided_by_id", flat=True)
-    if user.pk in set(first_signers):
+    if review_task_four_eyes_blocks(task=task, user=user):
         raise Forbidden(
             "Four eyes: the critical sign-off must come from a different reviewer than the legal approval.",
             extra={"reason": "four_eyes"},
@@ -543,6 +597,9 @@ def resume_permission_set(
     membership = Membership.objects.filter(tenant=tenant, user=user).first() if user is not None else None
     if user is not None and membership is None:
         raise InvalidInput("user: not a member of this tenant.", fields={"user": ["Not a member of this tenant."]})
+    refusal = resume_grant_refusal(tenant=tenant, user=user) if user is not None and grant else None
+    if refusal:
+        raise InvalidInput(f"user: {refusal}.", fields={"user": [f"{refusal}."]})
     if group is not None and not TenantGroup.objects.filter(tenant=tenant, group=group).exists():
         raise InvalidInput("group: not a team of this tenant.", fields={"group": ["Not a team of this tenant."]})
     user_model, group_model, codename = GRANT_MODELS[type(target)]
@@ -568,3 +625,154 @@ def resume_permission_set(
             target=target,
             data={"user": user.get_username() if user else None, "group": group.name if group else None},
         )
+
+
+# --- Review policies (tenant admins) ----------------------------------------------------
+
+
+def review_policies_set(
+    *, tenant: Tenant, changes: dict[str, dict[str, Any] | None], actor: AbstractBaseUser, via: str
+) -> dict[str, Policy]:
+    """Change the review policy of one or more kinds: the given fields of each kind are
+    merged onto the policy in force (its own or the default) and the whole is checked;
+    `None` for a kind puts it back on the defaults. All kinds or none: one invalid kind
+    changes nothing, and the error names the field as `<kind>.<field>`. Applies to tasks
+    created from now on; a task keeps the policy it was created under. Audited."""
+    tenant_admin_required(tenant=tenant, user=actor, action="change review policies")
+    unknown = sorted(set(changes) - set(ReviewKind.values))
+    if unknown:
+        raise InvalidInput(f"{unknown[0]}: not a review kind.", fields={name: ["Not a review kind."] for name in unknown})
+    with transaction.atomic():
+        # The tenant's policy rows, locked: two admins changing different fields of one
+        # kind at once each merge onto what the other committed, never onto a stale read.
+        current = {row.kind: row for row in ReviewPolicy.objects.select_for_update().filter(tenant=tenant)}
+        effective = review_policies_effective(tenant=tenant)
+        errors: dict[str, list[str]] = {}
+        merged: dict[str, dict[str, Any]] = {}
+        for kind, fields in changes.items():
+            if fields is None:
+                continue
+            unknown_fields = sorted(set(fields) - set(POLICY_FIELDS))
+            for name in unknown_fields:
+                errors[f"{kind}.{name}"] = ["Unknown field."]
+            values = {**effective[kind].values(), **{k: v for k, v in fields.items() if k in POLICY_FIELDS}}
+            if effective[kind].is_default and "remind_before_due_seconds" not in fields:
+                # The default reminder is a share of the due time: it follows a new one.
+                values["remind_before_due_seconds"] = default_remind_before(values["due_after_seconds"]) \
+                    if isinstance(values["due_after_seconds"], int) else None
+            for name, messages in policy_errors(values).items():
+                errors.setdefault(f"{kind}.{name}", []).extend(messages)
+            merged[kind] = values
+        if errors:
+            first, messages = next(iter(errors.items()))
+            raise InvalidInput(f"{first}: {messages[0]}", fields=errors)
+        for kind, fields in changes.items():
+            if fields is None:
+                if kind in current:
+                    current[kind].delete()
+                    audit_record(tenant=tenant, actor=actor, action="policy.reset", via=via, target=tenant,
+                                 data={"kind": kind})
+                continue
+            ReviewPolicy.objects.update_or_create(tenant=tenant, kind=kind, defaults={**merged[kind], "updated_by": actor})
+            audit_record(tenant=tenant, actor=actor, action="policy.changed", via=via, target=tenant,
+                         data={"kind": kind, **merged[kind]})
+    return review_policies_effective(tenant=tenant)
+
+
+# --- Reassign and comment ---------------------------------------------------------------
+
+
+def review_task_assignee_problem(*, task: ReviewTask, membership: Membership) -> str | None:
+    """Why this member may not be given the task to decide, or None. Their role must
+    decide review tasks at all (not a viewer or an agent); a critical sign-off goes only
+    to the tenant's sign-off role (or an admin) and never to the legal approver of the
+    same contract (four eyes)."""
+    if membership.role not in DECIDING_ROLES:
+        return f"The role {membership.role} may not decide review tasks."
+    if not membership.user.is_active:
+        return "This account is deactivated."
+    if task.kind == ReviewKind.SIGNOFF:
+        allowed = {Role.ADMIN, membership.tenant.signoff_role}
+        if membership.role not in allowed:
+            return "A critical sign-off goes only to the tenant's sign-off role or an admin."
+        if review_task_four_eyes_blocks(task=task, user=membership.user):
+            return "Four eyes: this member gave the legal approval the sign-off must be independent of."
+    return None
+
+
+def review_task_reassign(
+    *,
+    tenant: Tenant,
+    task_id: UUID | str,
+    actor: AbstractBaseUser,
+    username: str,
+    via: str,
+    now: datetime | None = None,
+) -> ReviewTask:
+    """A tenant admin gives a pending task to a named member: a personal grant (so they
+    may decide it, whatever their team) and a claim in their name held until the task is
+    due (at least one claim lease), so the queue shows it as theirs and nobody else takes
+    it meanwhile. The previous holder's claim ends; other grants stay. A member whose
+    role may not decide it is refused (400 naming `user`). Audited and announced."""
+    tenant_admin_required(tenant=tenant, user=actor, action="reassign review tasks")
+    task = review_task_get(tenant=tenant, task_id=task_id)
+    membership = membership_get_by_username(tenant=tenant, username=username)
+    if membership is None:
+        raise InvalidInput("user: not a member of this tenant.", fields={"user": ["Not a member of this tenant."]})
+    problem = review_task_assignee_problem(task=task, membership=membership)
+    if problem is not None:
+        raise InvalidInput(f"user: {problem}", fields={"user": [problem]})
+    now = now or timezone.now()
+    assignee = membership.user
+    permission = _permission(ReviewTask, RESUME_TASK_PERM)
+    with transaction.atomic():
+        # The row lock orders this against a resume, a claim or a timer on the same task:
+        # a task decided meanwhile is not handed to anyone.
+        task = ReviewTask.objects.select_for_update(of=("self",), no_key=True).select_related("claimed_by").get(
+            tenant=tenant, pk=task.pk)
+        if task.status != ReviewStatus.PENDING:
+            raise Conflict(f"This task is already {task.status}.", extra={"status": task.status})
+        previous = _claim_info(task) if task.claim_expires_at and task.claim_expires_at > now else None
+        _, granted = ReviewTaskUserPermission.objects.get_or_create(
+            tenant=tenant, content_object=task, user=assignee, permission=permission, defaults={"membership": membership}
+        )
+        lease_end = now + timedelta(seconds=tenant.claim_lease_seconds)
+        task.claimed_by = assignee
+        task.claim_expires_at = max(lease_end, task.due_at) if task.due_at else lease_end
+        task.save(update_fields=["claimed_by", "claim_expires_at", "updated_at"])
+        audit_record(tenant=tenant, actor=actor, action="review.reassigned", via=via, target=task,
+                     data={"to": assignee.get_username(), "previous_claim": previous, "grant_added": granted,
+                           "claim_expires_at": task.claim_expires_at.isoformat()})
+        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_REASSIGNED, task=task,
+                          extra={"assigned_to": assignee.get_username()})
+    return task
+
+
+MAX_COMMENT_CHARS = 5_000
+
+
+def review_comment_add(
+    *, tenant: Tenant, task_id: UUID | str, user: AbstractBaseUser, body: str, via: str
+) -> ReviewComment:
+    """A note on a pending task from someone who may decide it (its team, a personal or
+    thread grant, a tenant admin); also an audit record, with the text, and an event."""
+    task = review_task_get(tenant=tenant, task_id=task_id)
+    if not review_task_can_resume(task=task, user=user, membership=membership_get(tenant=tenant, user=user)):
+        raise Forbidden("Only those who may decide this task may comment on it.")
+    text = body.strip() if isinstance(body, str) else ""
+    if not text or len(text) > MAX_COMMENT_CHARS:
+        message = f"1 to {MAX_COMMENT_CHARS} characters of text."
+        raise InvalidInput(f"body: {message}", fields={"body": [message]})
+    with transaction.atomic():
+        # Locked so a comment never lands after the decision it was meant to come before.
+        task = ReviewTask.objects.select_for_update(no_key=True).get(tenant=tenant, pk=task.pk)
+        if task.status != ReviewStatus.PENDING:
+            raise Conflict(f"This task is already {task.status}; comments are for tasks still to decide.",
+                           extra={"status": task.status})
+        comment = ReviewComment.objects.create(tenant=tenant, task=task, author=user, author_username=user.get_username(),
+                                               body=text)
+        audit_record(tenant=tenant, actor=user, action="review.commented", via=via, target=task,
+                     data={"comment": comment.pk, "body": text})
+        events.event_emit(tenant_id=tenant.id, type=events.REVIEW_COMMENTED, task=task,
+                          extra={"comment_id": comment.pk, "author": comment.author_username})
+    return comment

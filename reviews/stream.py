@@ -1,11 +1,11 @@
 """The live review-queue stream: who may follow it, where it stands, catch-up, tickets,
-retention. Events themselves are recorded and broadcast by reviews.events; this module
-only reads them.
+retention. Events themselves are recorded by reviews.events and delivered live by
+reviews.relay; this module only reads them.
 
 The stream's contract with a client: every event carries the tenant's sequence number
 `seq`, gap-free in commit order. A client that holds position N has applied every event
 up to N; if it receives N+2 (or a heartbeat saying the stream is at N+2) it lost N+1 to
-the channel layer (delivery there is at-most-once) and fetches `events/?after=N` over
+the live path (an event a failed check could not send) and fetches `events/?after=N` over
 REST. If the events after N are no longer retained, it reloads the queue instead.
 """
 

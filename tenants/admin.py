@@ -13,7 +13,14 @@ from django.http import HttpRequest
 
 from config.api_errors import ApplicationError
 from tenants.models import PEOPLE_ROLES, ApiToken, AuditRecord, Membership, Role, Tenant, TenantGroup
-from tenants.services import member_add, member_change, member_remove
+from tenants.services import (
+    member_add,
+    member_change,
+    member_password_link_create,
+    member_password_set,
+    member_remove,
+    member_sign_in_check,
+)
 
 ADMIN_ROLES = frozenset({Role.ADMIN})
 
@@ -111,7 +118,9 @@ class TenantAdmin(TenantScopedAdmin):
 
 
 class MembershipForm(forms.ModelForm):
-    username = forms.RegexField(r"^[\w.@+-]+\Z", max_length=150, help_text="An existing account, or a new one without a password.")
+    username = forms.RegexField(r"^[\w.@+-]+\Z", max_length=150,
+                                help_text="An existing account, or a new one: give it a password or a one-time "
+                                          "set-password link from the member's page afterwards.")
 
     class Meta:
         model = Membership
@@ -125,10 +134,24 @@ class MembershipForm(forms.ModelForm):
         return cleaned
 
 
+class MemberPasswordForm(forms.Form):
+    password1 = forms.CharField(label="New password", widget=forms.PasswordInput, strip=False, required=False)
+    password2 = forms.CharField(label="Again", widget=forms.PasswordInput, strip=False, required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("password1") != cleaned.get("password2"):
+            self.add_error("password2", "The two passwords differ.")
+        elif not cleaned.get("password1"):
+            self.add_error("password1", "Type the new password twice.")
+        return cleaned
+
+
 @admin.register(Membership)
 class MembershipAdmin(TenantScopedAdmin):
     view_roles = change_roles = add_roles = delete_roles = ADMIN_ROLES
     form = MembershipForm
+    change_form_template = "admin/tenants/membership/change_form.html"
     list_display = ["user", "tenant", "role", "finance_approver", "created_at"]
     list_filter = ["role", "finance_approver"]
     search_fields = ["user__username"]
@@ -151,7 +174,8 @@ class MembershipAdmin(TenantScopedAdmin):
             else:
                 created = member_add(tenant=obj.tenant, username=form.cleaned_data["username"], role=obj.role,
                                      finance_approver=obj.finance_approver, actor=request.user, via="admin")
-                obj.pk = created.pk
+                # The admin goes on with `obj` (its log entry, its message): make it the row.
+                obj.pk, obj.user = created.pk, created.user
         except ApplicationError as exc:
             messages.error(request, exc.message)
 
@@ -164,6 +188,48 @@ class MembershipAdmin(TenantScopedAdmin):
     def delete_queryset(self, request, queryset):
         for membership in queryset:
             self.delete_model(request, membership)
+
+    def get_urls(self):
+        from django.urls import path
+
+        own = [path("<path:object_id>/sign-in/", self.admin_site.admin_view(self.sign_in_view),
+                    name="tenants_membership_sign_in")]
+        return own + super().get_urls()
+
+    def sign_in_view(self, request: HttpRequest, object_id: str):
+        """Give the member a password, or a one-time link to set one themselves."""
+        from django.contrib.admin.utils import unquote
+        from django.core.exceptions import PermissionDenied
+        from django.template.response import TemplateResponse
+
+        membership = self.get_object(request, unquote(object_id))
+        if membership is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, membership):
+            raise PermissionDenied
+        form, link, refusal = MemberPasswordForm(), None, None
+        try:
+            member_sign_in_check(membership=membership)
+        except ApplicationError as exc:
+            refusal = exc.message
+        if request.method == "POST" and refusal is None:
+            try:
+                if request.POST.get("action") == "link":
+                    link = request.build_absolute_uri(
+                        member_password_link_create(membership=membership, actor=request.user, via="admin"))
+                else:
+                    form = MemberPasswordForm(request.POST)
+                    if form.is_valid():
+                        member_password_set(membership=membership, password=form.cleaned_data["password1"],
+                                            actor=request.user, via="admin")
+                        messages.success(request, f"{membership.user.get_username()} can now sign in with that password.")
+                        form = MemberPasswordForm()
+            except ApplicationError as exc:
+                form.add_error("password1", exc.fields.get("password", [exc.message])[0] if exc.fields else exc.message)
+        return TemplateResponse(request, "admin/tenants/membership/sign_in.html", {
+            **self.admin_site.each_context(request), "opts": self.opts, "membership": membership, "form": form,
+            "link": link, "refusal": refusal, "title": f"Sign-in for {membership.user.get_username()}",
+        })
 
 
 @admin.register(AuditRecord)
@@ -188,7 +254,7 @@ class AuditRecordAdmin(TenantScopedAdmin):
 @admin.register(TenantGroup)
 class TenantGroupAdmin(TenantScopedAdmin):
     view_roles = ADMIN_ROLES
-    list_display = ["tenant", "team", "members"]
+    list_display = ["__str__", "tenant", "team", "members"]
 
     @admin.display(description="members")
     def members(self, obj: TenantGroup) -> str:

@@ -52,6 +52,14 @@ class Tenant(models.Model):
     claim_lease_seconds = models.PositiveIntegerField(default=15 * 60, validators=[MinValueValidator(10)])
     # A new review task is due this many hours after it is created (queue ordering by deadline).
     review_due_hours = models.PositiveIntegerField(default=24, validators=[MinValueValidator(1)])
+    # Checkpoints of a thread are pruned this many days after its contract finished
+    # (contracts.retention); the contract's final state, decisions and audit stay in our
+    # own tables. Empty: kept for ever.
+    checkpoint_retention_days = models.PositiveIntegerField(
+        null=True, blank=True, default=30, validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Days after a contract finishes before its LangGraph checkpoints are deleted (its final state, "
+        "decisions and audit are kept). Empty: keep them for ever.",
+    )
     # Last sequence number given to one of this tenant's queue events (see reviews.events).
     event_seq = models.BigIntegerField(default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -110,7 +118,7 @@ class Membership(TenantOwned):
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} @ {self.tenant_id}: {self.role}"
+        return f"{self.user} @ {self.tenant.slug}: {self.get_role_display().lower()}"
 
 
 class TenantGroup(TenantOwned):
@@ -123,7 +131,8 @@ class TenantGroup(TenantOwned):
         constraints = [models.UniqueConstraint(fields=["tenant", "team"], name="tenant_group_one_per_team")]
 
     def __str__(self) -> str:
-        return f"{self.tenant_id}:{self.team}"
+        # The auth Group behind it is named "<tenant-uuid>:<team>"; people read this.
+        return f"{self.tenant.slug}: {self.get_team_display()}"
 
 
 class AuditRecord(TenantOwned):

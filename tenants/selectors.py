@@ -24,6 +24,17 @@ def membership_get(*, tenant: Tenant, user: AbstractBaseUser) -> Membership | No
     return Membership.objects.select_related("tenant").filter(tenant=tenant, user_id=user.pk).first()
 
 
+def tenant_admin_required(*, tenant: Tenant, user: AbstractBaseUser, action: str) -> Membership:
+    """The caller's membership, if they are a tenant admin; else Forbidden, saying what
+    only an admin may do. What every admin-only service checks."""
+    from config.api_errors import Forbidden
+
+    membership = membership_get(tenant=tenant, user=user)
+    if membership is None or membership.role != Role.ADMIN:
+        raise Forbidden(f"Only a tenant admin may {action}.")
+    return membership
+
+
 def membership_list(*, tenant: Tenant) -> QuerySet[Membership]:
     return Membership.objects.filter(tenant=tenant).select_related("user").order_by("user__username")
 

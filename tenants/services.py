@@ -176,3 +176,80 @@ def agent_token_revoke(*, membership: Membership, token: ApiToken, actor: Abstra
         api_token_revoke(token=token)
         audit_record(tenant=membership.tenant, actor=actor, action="token.revoked", via=via, target=membership,
                      data={"user": membership.user.get_username(), "token": token.prefix})
+
+
+# --- Signing in: a password, or a one-time link to set one --------------------------------
+
+
+def member_sign_in_check(*, membership: Membership) -> None:
+    """A tenant admin may give a password only to an account that is this tenant's
+    alone: setting the password of someone who also belongs to another tenant (or of a
+    platform operator) would let one tenant's admin sign in as them everywhere."""
+    user = membership.user
+    if user.is_superuser:
+        raise Conflict("Platform operators manage their own passwords.", fields={"member": ["Platform operator."]})
+    if Membership.objects.filter(user_id=membership.user_id).exclude(tenant_id=membership.tenant_id).exists():
+        raise Conflict("This person also belongs to another tenant: only they can change their password.",
+                       fields={"member": ["Belongs to another tenant too."]})
+    if membership.role == Role.AGENT:
+        raise Conflict("Agents sign in with API tokens, not passwords.", fields={"member": ["An agent."]})
+
+
+def _sign_in_enable(user: AbstractBaseUser) -> None:
+    # People work in the Django admin, which lets in staff accounts only; what they see
+    # there is still decided by their tenant roles.
+    if not user.is_staff:
+        user.is_staff = True
+        user.save(update_fields=["is_staff"])
+
+
+def member_password_set(*, membership: Membership, password: str, actor: AbstractBaseUser, via: str) -> None:
+    """Give a member a password (checked by AUTH_PASSWORD_VALIDATORS) and admin access."""
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    from config.api_errors import InvalidInput
+
+    member_sign_in_check(membership=membership)
+    user = membership.user
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise InvalidInput(f"password: {exc.messages[0]}", fields={"password": list(exc.messages)}) from None
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        _sign_in_enable(user)
+        audit_record(tenant=membership.tenant, actor=actor, action="member.password_set", via=via, target=membership,
+                     data={"user": user.get_username()})
+
+
+def member_password_link_create(*, membership: Membership, actor: AbstractBaseUser, via: str) -> str:
+    """A link (a path) with which the member sets their own password, once: Django's
+    password-reset token, valid for PASSWORD_RESET_TIMEOUT and spent as soon as the
+    password changes (the token covers the password hash). The admin hands it over."""
+    from django.contrib.auth.tokens import default_token_generator
+    from django.urls import reverse
+    from django.utils.encoding import force_bytes
+    from django.utils.http import urlsafe_base64_encode
+
+    member_sign_in_check(membership=membership)
+    user = membership.user
+    with transaction.atomic():
+        _sign_in_enable(user)
+        audit_record(tenant=membership.tenant, actor=actor, action="member.password_link", via=via,
+                     target=membership, data={"user": user.get_username()})
+    return reverse("password_reset_confirm", kwargs={"uidb64": urlsafe_base64_encode(force_bytes(user.pk)),
+                                                     "token": default_token_generator.make_token(user)})
+
+
+def tenant_retention_set(*, tenant: Tenant, days: int | None, actor: AbstractBaseUser, via: str) -> Tenant:
+    """How many days after a contract finishes its checkpoints are deleted (None: never).
+    Audited; the next retention run applies it."""
+    with transaction.atomic():  # the setting and its audit record together
+        previous = tenant.checkpoint_retention_days
+        tenant.checkpoint_retention_days = days
+        tenant.save(update_fields=["checkpoint_retention_days"])
+        audit_record(tenant=tenant, actor=actor, action="retention.changed", via=via, target=tenant,
+                     data={"checkpoint_retention_days": days, "previous": previous})
+    return tenant

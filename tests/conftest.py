@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import AbstractBaseUser
@@ -73,6 +74,36 @@ def globex(db) -> TenantWorld:
 @pytest.fixture
 def anon() -> APIClient:
     return APIClient()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Where the browser tests left their screenshots, so CI's log says where to look."""
+    from tests.browser import SCREENSHOTS, TAKEN
+
+    if TAKEN:
+        terminalreporter.write_line(f"browser screenshots ({len(TAKEN)} this run): {SCREENSHOTS}")
+
+
+def pytest_configure(config) -> None:
+    from django.conf import settings
+
+    # WhiteNoise warns at start-up about a STATIC_ROOT that does not exist yet.
+    Path(settings.STATIC_ROOT).mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _static_files_unhashed():
+    """In-process tests render admin pages without a `collectstatic` first, so they use
+    the plain storage; the hashed, compressed one is tested against a real server
+    process after a real collectstatic (tests/test_static_files.py)."""
+    from django.test import override_settings
+
+    plain = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+    with override_settings(STORAGES=plain):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

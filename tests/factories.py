@@ -16,6 +16,14 @@ HIGH_RISK_TEXT = (
     "Supplier may terminate this agreement at any time without cause. "
     "Customer shall pay EUR 20,000 per year."
 )
+# Scores 0.7953 (uncapped liability, unilateral termination, a penalty): legal review
+# only, at the priority of a risk of 0.8 (round(50 x risk) = 40).
+LEGAL_REVIEW_TEXT = (
+    "MASTER SERVICES AGREEMENT. This agreement is governed by the laws of England. "
+    "Supplier shall have unlimited liability for any breach. "
+    "Supplier may terminate this agreement at any time without cause. "
+    "Late delivery incurs a penalty of USD 1,000 per day."
+)
 # Scores >= 0.9: every rule fires.
 CRITICAL_RISK_TEXT = (
     "SUPPLY AGREEMENT. Supplier shall have unlimited liability. "

@@ -1,9 +1,18 @@
-"""Real processes on the test database, as the README runs them: ASGI servers
-(`uvicorn config.asgi:application`) and task workers (`manage.py run_worker`, with its
-scheduler), each stopped however the test ends, each with its own log file."""
+"""The product as real processes, started the way README.md and .ci/start start it.
+
+- `live_product()`: `manage.py migrate`, `collectstatic`, `seed_demo`, then `uvicorn
+  config.asgi:application` and `manage.py run_worker`, on a database of their own (the
+  embedded default: a SQLite file, no Redis) or on a database a test names.
+- `processes()`: servers and workers started one by one on the test run's own database
+  (its fixtures' tenants and tokens), with short recovery timings, for tests that kill,
+  stop and restart them.
+
+Every process is stopped however the test ends; their output is kept in log files."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import socket
 import subprocess
@@ -13,21 +22,168 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 from django.conf import settings
 
 from tests.support import PROJECT_DIR, PYTHON, child_env
 
-# Bounds on waiting: they only stop a broken run from hanging, never assert speed.
-START_BOUND = 60
-STOP_BOUND = 30
+# Bounds on waiting: they stop a broken run from hanging, they never assert speed.
+START_BOUND = 90
+COMMAND_BOUND = 300
+STOP_BOUND = 15
 
 
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@dataclass
+class Product:
+    port: int
+    env: dict[str, str]
+    directory: Path
+    demo: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def user(self, username: str) -> dict[str, Any]:
+        """A demo user as seed_demo reported it: username, role, token."""
+        for tenant in self.demo["tenants"]:
+            for user in tenant["users"]:
+                if user["username"] == username:
+                    return user
+        raise KeyError(username)
+
+    def api(self, username: str) -> httpx.Client:
+        token = self.user(username)["token"]
+        return httpx.Client(base_url=self.http, headers={"Authorization": f"Token {token}"}, timeout=30,
+                            trust_env=False)
+
+    def manage(self, *args: str) -> str:
+        """A management command in the product's environment; returns its stdout."""
+        completed = subprocess.run([PYTHON, "manage.py", *args], cwd=PROJECT_DIR, env=self.env, capture_output=True,
+                                   text=True, timeout=COMMAND_BOUND)
+        assert completed.returncode == 0, f"manage.py {' '.join(args)} failed:\n{completed.stderr[-4000:]}"
+        return completed.stdout
+
+    def log(self, name: str) -> str:
+        path = self.directory / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {name} ---\n{self.log(name)[-6000:]}" for name in self.processes)
+
+    def start(self, name: str, *command: str) -> subprocess.Popen:
+        with (self.directory / f"{name}.log").open("ab") as out:
+            process = subprocess.Popen(list(command), cwd=PROJECT_DIR, env=self.env, stdout=out,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        self.processes[name] = process
+        return process
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_BOUND
+        while time.monotonic() < deadline:
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(f"{name} exited with {process.returncode}:\n{self.logs()}")
+            try:
+                if httpx.get(f"{self.http}/healthz", timeout=2, trust_env=False).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the server was not ready after {START_BOUND} s:\n{self.logs()}")
+
+    def wait_seeded(self) -> None:
+        """Until the worker has run every demo contract's graph: tests start from a
+        queue that no longer moves on its own."""
+        deadline = time.monotonic() + START_BOUND
+        for tenant in self.demo["tenants"]:
+            admin = next(u["username"] for u in tenant["users"] if u["role"] == "admin")
+            with self.api(admin) as api:
+                while True:
+                    rows = api.get(f"/api/v1/tenants/{tenant['slug']}/contracts/").json()["results"]
+                    if rows and all(row["run_state"] != "running" for row in rows):
+                        break
+                    if time.monotonic() > deadline:
+                        raise AssertionError(f"the demo contracts were not run:\n{self.logs()}")
+                    time.sleep(0.1)
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=STOP_BOUND)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def product_env(*, directory: Path, port: int, database_url: str | None, debug: bool,
+                extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings",
+        DATABASE_URL=database_url or f"sqlite:///{directory / 'hitl.sqlite3'}",
+        CHECKPOINT_SQLITE_PATH=str(directory / "checkpoints.sqlite3"),
+        STATIC_ROOT=str(directory / "static"),
+        REDIS_URL="",
+        TASKS_BACKEND="database",
+        DEBUG="true" if debug else "false",
+        SECRET_KEY="live-test-secret-key-not-for-production-0123456789",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        CSRF_TRUSTED_ORIGINS=f"http://127.0.0.1:{port},http://localhost:{port}",
+        PYTHONUNBUFFERED="1",
+    )
+    env.pop("CI", None)
+    env.update(extra or {})
+    return env
+
+
+@contextmanager
+def live_product(*, debug: bool = True, worker: bool = True, seed: bool = True, database_url: str | None = None,
+                 migrate: bool = True, extra_env: dict[str, str] | None = None) -> Iterator[Product]:
+    """The product as .ci/start runs it (migrate, collectstatic, seed_demo, worker,
+    server); on its own SQLite file unless `database_url` names another database."""
+    with tempfile.TemporaryDirectory(prefix="hitl-live-") as tmp:
+        directory = Path(tmp)
+        port = free_port()
+        product = Product(port=port, directory=directory,
+                          env=product_env(directory=directory, port=port, database_url=database_url, debug=debug,
+                                          extra=extra_env))
+        try:
+            if migrate:
+                product.manage("migrate", "--noinput", "-v0")
+            product.manage("collectstatic", "--noinput", "-v0")
+            if seed:
+                product.demo = json.loads(product.manage("seed_demo", "--json"))
+            if worker:
+                product.start("worker", PYTHON, "manage.py", "run_worker", "--queue-name", "*", "--interval", "0.05",
+                              "--no-startup-delay", "--no-reload")
+            product.start("server", PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
+                          "--port", str(port), "--no-access-log")
+            product.wait_ready()
+            if seed and worker:
+                product.wait_seeded()
+            yield product
+        finally:
+            product.stop()
+
+
+# --- Processes on the test run's own database ---------------------------------------
 
 
 def live_env(**overrides: str) -> dict[str, str]:
@@ -68,7 +224,7 @@ class Process:
         if self.alive:
             self.popen.send_signal(sig)
             try:
-                self.popen.wait(timeout=STOP_BOUND)
+                self.popen.wait(timeout=2 * STOP_BOUND)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()

@@ -10,7 +10,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -165,3 +168,68 @@ def wait_until(predicate: Callable[[], Any], *, what: str, bound: float = 60.0, 
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what} after {bound:.0f} s")
         time.sleep(interval)
+
+
+
+# --- A webhook receiver -------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    at: float  # time.monotonic() when the request arrived
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """A real HTTP server on a free local port, in a thread of this process. `answer`
+    gives the status of each request from its index (0, 1, ...); `hang` makes every
+    request wait, unanswered, until `release` is set (or the server stops)."""
+
+    url: str
+    requests: list[Received] = field(default_factory=list)
+    answer: Callable[[int], int] = lambda index: 200
+    hang: bool = False
+    release: threading.Event = field(default_factory=threading.Event)
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+
+@contextmanager
+def receiver(*, answer: Callable[[int], int] = lambda index: 200, hang: bool = False, path: str = "/hook") -> Iterator[Receiver]:
+    box: dict[str, Receiver] = {}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            state = box["state"]
+            with lock:
+                index = len(state.requests)
+                state.requests.append(Received(at=time.monotonic(), headers={k.lower(): v for k, v in self.headers.items()},
+                                               body=body))
+            state.arrived.set()
+            if state.hang:
+                state.release.wait()
+            status = state.answer(index)
+            self.send_response(status)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"ok" if status < 300 else f"receiver says {status}".encode())
+
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    state = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}{path}", answer=answer, hang=hang)
+    box["state"] = state
+    thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        state.release.set()  # a hanging request answers now, its sender moves on
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -20,7 +20,7 @@ def test_readyz_is_200_with_every_check_ok(anon, acme):
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["status"] == "ok"
-    assert set(body["checks"]) == {"database", "checkpointer", "channel_layer", "task_backend"}
+    assert set(body["checks"]) == {"database", "checkpointer", "cache", "task_backend"}
     assert set(body["checks"].values()) == {"ok"}
 
 

@@ -13,7 +13,7 @@ import yaml
 from django.contrib.staticfiles import finders
 from django.urls import URLPattern, URLResolver, get_resolver
 from drf_spectacular.generators import SchemaGenerator
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from hypothesis import HealthCheck, Phase
 from hypothesis.errors import Unsatisfiable
 from rest_framework.test import APIClient
@@ -29,7 +29,7 @@ from schemathesis.specs.openapi.checks import (
 from config.wsgi import application
 from contracts.platform.serializers import ASSISTANT_ID
 from contracts.services import contract_submit
-from reviews.models import ReviewTask
+from reviews.models import ReviewTask, WebhookDelivery, WebhookEndpoint
 from tenants.models import ApiToken, Membership
 from tests.factories import HIGH_RISK_LARGE_PAYMENT_TEXT
 
@@ -65,6 +65,7 @@ def test_schema_is_openapi_3_served_without_credentials(anon, acme):
     assert document["info"]["title"] and document["paths"]
     assert document == schema_json(anon)
     assert {"tokenAuth"} <= set(document["components"]["securitySchemes"])
+    assert "Bearer <key>" in document["components"]["securitySchemes"]["tokenAuth"]["description"]
     # The document is the same for everyone and names no tenant.
     text = response.content.decode()
     assert "acme" not in text and str(acme.tenant.id) not in text
@@ -96,7 +97,7 @@ def api_routes() -> dict[str, set[str]]:
         if not route.startswith(DOCUMENTED_PREFIXES):
             continue
         view = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
-        if view is not None and issubclass(view, (SpectacularAPIView, SpectacularSwaggerView)):
+        if view is not None and issubclass(view, (SpectacularAPIView, SpectacularSwaggerView, SpectacularRedocView)):
             continue
         assert "^" not in route and "(?P" not in route, f"regex route {route!r}: extend this test to read it"
         if view is None:
@@ -241,9 +242,14 @@ def real_ids(acme) -> dict[str, str]:
     agent = Membership.objects.get(tenant=acme.tenant, user=acme.agent.user)
     # Token operations are for agents: their member is the agent, other member
     # operations work on the viewer (never on the admin whose token makes the calls).
+    webhook = WebhookEndpoint.objects.create(tenant=acme.tenant, url="https://hooks.example.com/acme",
+                                             event_types=["review.created"], secret="whsec_" + "A" * 44)
+    delivery = WebhookDelivery.objects.create(tenant=acme.tenant, endpoint=webhook, seq=1, event_type="review.created",
+                                              body="{}", status="failed", attempts=3)
     return {"task_id": str(legal.pk), "reviews/{object_id}": str(finance.pk), "contract_id": str(contract.pk),
             "contracts/{object_id}": str(contract.pk), "member_id": str(viewer.pk),
             "{member_id}/tokens": str(agent.pk), "token_id": str(ApiToken.objects.get(user=acme.agent.user).pk),
+            "webhook_id": str(webhook.pk), "delivery_id": str(delivery.pk),
             # The LangGraph prefixes: the contract's thread, and (Agent Inbox) its finance task's.
             "langgraph/{tenant_slug}/threads/{thread_id}": str(contract.pk),
             "agent-inbox/{tenant_slug}/threads/{thread_id}": str(finance.pk),

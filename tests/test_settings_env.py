@@ -30,7 +30,7 @@ def test_malformed_bool_names_the_variable(monkeypatch, raw):
                                  "*,https://a.example", "ftp://a.example", "https://a.example, https://"])
 def test_malformed_cors_origins_name_the_variable(monkeypatch, raw):
     monkeypatch.setenv("CORS_ALLOWED_ORIGINS", raw)
-    with pytest.raises(ImproperlyConfigured, match=r"^CORS_ALLOWED_ORIGINS must be"):
+    with pytest.raises(ImproperlyConfigured, match=r"^CORS_ALLOWED_ORIGINS entries must look like https://host"):
         cors_origins("CORS_ALLOWED_ORIGINS")
 
 
@@ -210,6 +210,15 @@ def test_start_up_with_debug_on_gets_a_development_key():
              "RISK_LLM_TIMEOUT_SECONDS": "60"},
             "RISK_LLM_TIMEOUT_SECONDS must be below RUN_LEASE_SECONDS (60), got 60",
         ),
+        # Before, these started and then broke every throttled request (500) or every form post.
+        ({"SECRET_KEY": GOOD_KEY, "API_THROTTLE_RATE": "lots"}, "API_THROTTLE_RATE must look like 1200/minute"),
+        ({"SECRET_KEY": GOOD_KEY, "API_THROTTLE_RATE": "10/fortnight"}, "API_THROTTLE_RATE must look like"),
+        ({"SECRET_KEY": GOOD_KEY, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
+        ({"SECRET_KEY": GOOD_KEY, "CSRF_TRUSTED_ORIGINS": "review.example"}, "CSRF_TRUSTED_ORIGINS entries must look"),
+        ({"SECRET_KEY": GOOD_KEY, "SECURE_HSTS_SECONDS": "a year"}, "SECURE_HSTS_SECONDS must be an integer"),
+        ({"SECRET_KEY": GOOD_KEY, "SECURE_SSL_REDIRECT": "always"}, "SECURE_SSL_REDIRECT must be a boolean"),
+        ({"SECRET_KEY": GOOD_KEY, "SECURE_PROXY_SSL_HEADER": "X Forwarded"}, "SECURE_PROXY_SSL_HEADER must be a header"),
+        ({"SECRET_KEY": GOOD_KEY, "QUEUE_STREAM_POLL_MS": "fast"}, "QUEUE_STREAM_POLL_MS must be an integer"),
     ],
 )
 def test_start_up_with_a_malformed_variable_fails_naming_it(variables, message):
@@ -226,3 +235,35 @@ def test_start_up_with_a_complete_environment_succeeds():
         TASKS_BACKEND="database",
     )
     assert result.returncode == 0, result.stderr
+
+
+def check_deploy(**variables: str) -> subprocess.CompletedProcess:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DJANGO_SETTINGS_MODULE": "config.settings",
+           "SECRET_KEY": "x7Kp2mQ9vL4nR8tW1yB6cF3hJ5dG0sA-zXeUiOoPqMnBvCx_Lk", "DATABASE_URL": "sqlite:////tmp/x.db",
+           "ALLOWED_HOSTS": "review.example", **variables}
+    return subprocess.run([PYTHON, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=PROJECT_DIR,
+                          env=env, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS)
+
+
+def test_check_deploy_passes_with_the_https_settings_from_the_environment():
+    result = check_deploy(SECURE_SSL_REDIRECT="true", SECURE_HSTS_SECONDS="31536000",
+                          SECURE_HSTS_INCLUDE_SUBDOMAINS="true", SECURE_HSTS_PRELOAD="true",
+                          SESSION_COOKIE_SECURE="true", CSRF_COOKIE_SECURE="true",
+                          SECURE_PROXY_SSL_HEADER="X-Forwarded-Proto", CSRF_TRUSTED_ORIGINS="https://review.example")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # ...and without them it says what is missing.
+    bare = check_deploy()
+    assert bare.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in bare.stdout + bare.stderr
+
+
+def test_the_proxy_header_setting_names_the_wsgi_key():
+    result = subprocess.run(
+        [PYTHON, "-c", "import django; django.setup(); from django.conf import settings; "
+                       "print(settings.SECURE_PROXY_SSL_HEADER)"],
+        cwd=PROJECT_DIR, capture_output=True, text=True, timeout=HANG_GUARD_SECONDS,
+        env={"PATH": os.environ.get("PATH", ""), "DJANGO_SETTINGS_MODULE": "config.settings", "SECRET_KEY": GOOD_KEY,
+             "SECURE_PROXY_SSL_HEADER": "X-Forwarded-Proto"},
+    )
+    assert result.stdout.strip() == "('HTTP_X_FORWARDED_PROTO', 'https')", result.stderr

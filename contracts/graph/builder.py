@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
+
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
@@ -12,16 +15,35 @@ from contracts.graph.state import ContractState
 GRAPH_ID = "contract_review"
 
 
-def contract_graph_build(checkpointer: BaseCheckpointSaver | None) -> CompiledStateGraph:
-    """analyze -> (legal_review || finance_review) -> reviews_done -> [signoff_review | amend] -> finalize"""
+def _hooked(name: str, node: Callable, hook: Callable[[str], None] | None) -> Callable:
+    if hook is None:
+        return node
+
+    @wraps(node)
+    def run(state):
+        hook(name)
+        return node(state)
+
+    return run
+
+
+def contract_graph_build(
+    checkpointer: BaseCheckpointSaver | None, *, node_hook: Callable[[str], None] | None = None
+) -> CompiledStateGraph:
+    """analyze -> (legal_review || finance_review) -> reviews_done -> [signoff_review | amend] -> finalize
+
+    `node_hook(name)` runs as each node starts (the recovery tests' kill points)."""
     graph = StateGraph(ContractState)
-    graph.add_node("analyze", nodes.analyze)
-    graph.add_node("legal_review", nodes.legal_review)
-    graph.add_node("finance_review", nodes.finance_review)
-    graph.add_node("reviews_done", nodes.reviews_done)
-    graph.add_node("signoff_review", nodes.signoff_review)
-    graph.add_node("amend", nodes.amend)
-    graph.add_node("finalize", nodes.finalize)
+    for name, node in [
+        ("analyze", nodes.analyze),
+        ("legal_review", nodes.legal_review),
+        ("finance_review", nodes.finance_review),
+        ("reviews_done", nodes.reviews_done),
+        ("signoff_review", nodes.signoff_review),
+        ("amend", nodes.amend),
+        ("finalize", nodes.finalize),
+    ]:
+        graph.add_node(name, _hooked(name, node, node_hook))
 
     graph.add_edge(START, "analyze")
     graph.add_conditional_edges("analyze", nodes.route_reviews, ["legal_review", "finance_review", "finalize"])

@@ -3,23 +3,32 @@ setting TEST_KILL_AT (environment HITL_TEST_KILL_AT) names a point.
 
 The promise that a run killed at any step heals itself is only worth what a real
 process dying at every step boundary shows. At the named point the process sends itself
-SIGKILL, the first time it gets there (config/settings.py checks the name): no `finally`, no clean-up, no lease given back,
-as when the kernel's OOM killer or a lost node ends a worker. Points:
+SIGKILL (config/settings.py checks the name): no `finally`, no clean-up, no lease given
+back, as when the kernel's OOM killer or a lost node ends a worker. Points:
 
+  before-node:<node>         the node is about to run: the steps before it happened in
+                             memory only (runs checkpoint when they stop: durability "exit")
   after-interrupt:<node>     the node's interrupt (its question) is durable
-  after-writes:<node>        the node's result is durable (a review node: its answer is
-                             consumed), the checkpoint of its step is not
-  after-checkpoint:<step>    the checkpoint of superstep <step> is durable (-1: the input)
+  after-writes:<node>        the node's result is durable, the run's checkpoint is not (a
+                             branch finished while a parallel one still waits)
+  after-checkpoint:<step>    the checkpoint of superstep <step> is durable
   before-outcome             the graph has returned, its outcome is not recorded yet
+
+`<point>#N` kills the N-th time the point is reached in this process (a worker that
+should survive a contract's first run and die in its resume).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+
+_reached: Counter[str] = Counter()
 
 
 def kill_point() -> str:
@@ -27,8 +36,24 @@ def kill_point() -> str:
 
 
 def reached(point: str) -> None:
-    if settings.TEST_KILL_AT == point:
+    wanted = settings.TEST_KILL_AT
+    if not wanted:
+        return
+    name, _, nth = wanted.partition("#")
+    if name != point:
+        return
+    _reached[point] += 1
+    if _reached[point] == int(nth or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def node_entered(node: str) -> None:
+    reached(f"before-node:{node}")
+
+
+def node_hook() -> Callable[[str], None] | None:
+    """For contract_graph_build: called as each node starts, when a kill point is set."""
+    return node_entered if kill_point() else None
 
 
 def crashing_saver(saver_class: type) -> type:

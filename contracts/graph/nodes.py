@@ -12,7 +12,7 @@ from langgraph.types import interrupt
 
 from contracts.graph.analyzer import analyze_text, risk_score_of
 from contracts.graph.analyzer.rules import RULES
-from contracts.graph.decisions import OPTIONS, ApprovalDecision, LegalDecision
+from contracts.graph.decisions import DECISION_MODELS, DECISION_SCHEMAS, OPTIONS
 from contracts.graph.state import ContractState
 
 PREVIEW_CHARS = 200
@@ -118,6 +118,13 @@ def _history_entry(kind: str, decision: dict) -> dict:
     }
 
 
+def _validated(kind: str, answer: dict) -> dict:
+    """The resume value against the full decision model (the client's fields and what
+    the service recorded). The published schema is a plain dict, which LangGraph does
+    not validate, so the node does; the service validated the client's part already."""
+    return DECISION_MODELS[kind].model_validate(answer).model_dump()
+
+
 def legal_review(state: ContractState) -> dict:
     answer = interrupt(
         {
@@ -129,9 +136,9 @@ def legal_review(state: ContractState) -> dict:
             "unsure_reasons": state.get("analysis", {}).get("unsure_reasons", []),
             "options": OPTIONS["legal"],
         },
-        response_schema=LegalDecision,
+        response_schema=DECISION_SCHEMAS["legal"],
     )
-    decision = answer.model_dump()
+    decision = _validated("legal", answer)
     return {"legal_decision": decision, "history": [_history_entry("legal", decision)]}
 
 
@@ -148,9 +155,9 @@ def finance_review(state: ContractState) -> dict:
             "recommendation": "Payment commitment at or above the finance limit - finance approval required",
             "options": OPTIONS["finance"],
         },
-        response_schema=ApprovalDecision,
+        response_schema=DECISION_SCHEMAS["finance"],
     )
-    decision = answer.model_dump()
+    decision = _validated("finance", answer)
     return {"finance_decision": decision, "history": [_history_entry("finance", decision)]}
 
 
@@ -180,9 +187,9 @@ def signoff_review(state: ContractState) -> dict:
             "first_signer": {"user_id": first.get("decided_by"), "username": first.get("decided_by_username")},
             "options": OPTIONS["signoff"],
         },
-        response_schema=ApprovalDecision,
+        response_schema=DECISION_SCHEMAS["signoff"],
     )
-    decision = answer.model_dump()
+    decision = _validated("signoff", answer)
     return {"signoff_decision": decision, "history": [_history_entry("signoff", decision)]}
 
 

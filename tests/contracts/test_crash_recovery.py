@@ -4,6 +4,8 @@ exactly once.
 
 Real processes on PostgreSQL: a live server takes the API calls; worker A runs with
 HITL_TEST_KILL_AT and kills itself at that point of a run (contracts/graph/faults.py);
+the points are a run's durable writes and, since a run checkpoints only when it
+stops, the starts of its nodes (what happened in memory is lost with the process);
 worker B, started after A is dead, runs the scheduler, which finds the contract A left
 behind (its run lease runs out) and re-drives it from its checkpoint."""
 
@@ -43,23 +45,32 @@ class Scenario:
 
 
 SCENARIOS = {
-    # The first run: the analysis is durable, the question is not asked yet.
-    "first run, after analyze": Scenario("after-writes:analyze", HIGH_RISK_LARGE_PAYMENT_TEXT,
+    # A run checkpoints when it stops (durability "exit"): killed while analysing, it
+    # leaves nothing behind, and the first run starts again from the input.
+    "first run, after analyze": Scenario("before-node:legal_review", HIGH_RISK_LARGE_PAYMENT_TEXT,
                                          (("legal", "reviewer"), ("finance", "reviewer2")), 0, "approved"),
-    # The first run: both questions checkpointed, the review tasks not recorded yet.
+    # The first run's stop is checkpointed, its questions not yet written.
+    "first run, at its checkpoint": Scenario("after-checkpoint:1", HIGH_RISK_TEXT, (("legal", "reviewer"),), 0,
+                                             "approved"),
+    # Both questions durable, the review tasks not recorded yet.
     "first run, before its outcome": Scenario("before-outcome", HIGH_RISK_LARGE_PAYMENT_TEXT,
                                               (("legal", "reviewer"), ("finance", "reviewer2")), 0, "approved"),
-    # The legal answer consumed; the step's checkpoint and `finalize` not reached.
-    "legal review": Scenario("after-writes:legal_review", HIGH_RISK_TEXT, (("legal", "reviewer"),), 1, "approved"),
-    # Finance answered first while legal still waits.
+    # The legal answer consumed in memory, `finalize` about to run: nothing durable
+    # since the question, so the answer is sent again, and applied once.
+    "legal review": Scenario("before-node:finalize", HIGH_RISK_TEXT, (("legal", "reviewer"),), 1, "approved"),
+    # Finance answered first while legal still waits: finance's result is durable on its own.
     "finance review": Scenario("after-writes:finance_review", HIGH_RISK_LARGE_PAYMENT_TEXT,
                                (("finance", "reviewer2"), ("legal", "reviewer")), 1, "approved"),
-    # Critical risk: the legal approval asks for a second signature, which is consumed.
-    "sign-off": Scenario("after-writes:signoff_review", CRITICAL_RISK_TEXT,
+    # Critical risk: the legal approval asks for a second signature; the sign-off is
+    # consumed and the run dies before `finalize`.
+    "sign-off": Scenario("before-node:finalize", CRITICAL_RISK_TEXT,
                          (("legal", "senior"), ("signoff", "admin")), 2, "approved"),
-    # The decision is final in the thread, nothing recorded yet.
-    "finalize": Scenario("after-writes:finalize", HIGH_RISK_TEXT, (("legal", "reviewer"),), 1, "approved"),
+    # The decision final in the thread (its checkpoint durable), nothing recorded yet:
+    # the resume's outcome, the worker's second.
+    "finalize": Scenario("before-outcome#2", HIGH_RISK_TEXT, (("legal", "reviewer"),), 1, "approved"),
 }
+
+
 
 
 def _pending(contract_id, kind: str) -> ReviewTask | None:

@@ -177,3 +177,24 @@ def test_without_permission_or_membership_a_forged_body_is_refused_before_it_is_
         format="json")
     assert (forged_status.status_code, forged_tenant.status_code) == (403, 404)
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("kind", ["legal", "finance"])
+def test_the_published_response_schema_lists_exactly_what_the_resume_accepts(setting, kind):
+    """Each task's `response_schema` is what a client may send; it used to list the
+    server's own decided_by, decided_at, task_id and decided_by_username, which the
+    resume then refused as unknown fields."""
+    acme, globex, contract, legal, _ = setting
+    task = ReviewTask.objects.get(contract=contract, kind=kind)
+    detail = acme.reviewer2.client.get(acme.url(f"reviews/{task.pk}/"))
+    assert detail.status_code == 200
+    schema = detail.json()["response_schema"]
+    assert set(schema["properties"]) == {"decision", "amendments", "comment"}
+    assert schema["required"] == ["decision"] and schema["additionalProperties"] is False
+    # Every property the schema offers is accepted by the resume.
+    body = {"decision": "approve", "amendments": [], "comment": "fine"}
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        accepted = acme.reviewer2.client.post(acme.url(f"reviews/{task.pk}/resume/"), body, format="json")
+    assert accepted.status_code == 202, accepted.content
+    # Another tenant's member cannot read the schema at all.
+    assert globex.admin.client.get(acme.url(f"reviews/{task.pk}/")).status_code == 404

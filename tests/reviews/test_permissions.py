@@ -91,7 +91,7 @@ def test_admin_bulk_approve_skips_tasks_the_reviewer_may_not_resume(acme):
 
     with TestCase.captureOnCommitCallbacks(execute=True):
         response = client.post("/admin/reviews/reviewtask/", {
-            "action": "approve_selected", "select_across": "0", "index": "0",
+            "action": "approve_selected", "select_across": "0", "post": "yes",
             "_selected_action": [str(finance.pk), str(legal.pk)],
         })
 

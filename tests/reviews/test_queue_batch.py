@@ -226,3 +226,28 @@ def test_batch_needs_a_deciding_role_and_membership(acme, globex, anon):
     assert anon.post(acme.url("reviews/batch-resume/"), {"items": items}, format="json").status_code == 401
     task.refresh_from_db()
     assert task.status == "pending"
+
+
+def test_critical_risk_and_sign_off_tasks_are_never_decided_in_a_batch(acme):
+    """The bulk rule of the admin's confirmation page holds for the API's batch too."""
+    from tests.factories import CRITICAL_RISK_TEXT
+
+    critical = task_of(acme, CRITICAL_RISK_TEXT, "legal")
+    review_task_resume(tenant=acme.tenant, task_id=critical.pk, user=acme.senior.user, data={"decision": "approve"})
+    signoff = ReviewTask.objects.get(contract=critical.contract, kind="signoff")
+    other_critical = task_of(acme, CRITICAL_RISK_TEXT, "legal")
+    plain = task_of(acme, HIGH_RISK_TEXT, "legal")
+
+    response = batch(acme.admin, acme, [{"id": str(t.pk), "decision": "approve"} for t in (signoff, other_critical, plain)])
+
+    assert response.status_code == 200, response.content
+    outcomes = response.json()["results"]
+    assert [o["outcome"] for o in outcomes] == ["forbidden", "forbidden", "resolved"]
+    assert "sign-off is never decided in bulk" in outcomes[0]["message"]
+    assert "critical risk is never decided in bulk" in outcomes[1]["message"]
+    for task in (signoff, other_critical):
+        task.refresh_from_db()
+        assert task.status == "pending" and resolved_records(task.pk) == 0
+    # Each on its own is fine.
+    one = acme.admin.client.post(acme.url(f"reviews/{other_critical.pk}/resume/"), {"decision": "approve"}, format="json")
+    assert one.status_code == 202, one.content

@@ -250,13 +250,28 @@ def test_updated_range_is_half_open(acme, queue):
     assert set(queue.names(get(acme.reviewer, acme, updated_after=at(1), updated_before=at(3)))) == set(queue.order[5:7])
 
 
-def test_actionable_lists_only_what_the_caller_may_resume(acme, queue):
+def test_actionable_lists_only_pending_tasks_the_caller_may_decide_now(acme, queue):
     pending = {"h1", "h2", "crit", "pay", "both_legal", "both_finance"}
-    assert set(queue.names(get(acme.admin, acme, actionable="true", status="pending"))) == pending
+    # Without a status filter too: resolved (h3) and cancelled (h4) tasks are never
+    # actionable, nor a task under someone else's live claim (h1: reviewer,
+    # both_finance: reviewer2); an expired claim (h2) is no claim.
+    assert set(queue.names(get(acme.admin, acme, actionable="true"))) == pending - {"h1", "both_finance"}
     # A reviewer outside the finance team cannot act on finance tasks.
-    assert set(queue.names(get(acme.reviewer, acme, actionable="true", status="pending"))) == pending - {"pay", "both_finance"}
-    assert set(queue.names(get(acme.reviewer2, acme, actionable="true", status="pending"))) == pending
+    assert set(queue.names(get(acme.reviewer, acme, actionable="true"))) == pending - {"pay", "both_finance"}
+    assert set(queue.names(get(acme.reviewer2, acme, actionable="true"))) == pending - {"h1"}
     assert queue.names(get(acme.viewer, acme, actionable="true")) == []
+
+
+def test_actionable_leaves_out_the_sign_off_of_the_first_signer(acme, globex):
+    contract = submit(acme, CRITICAL_RISK_TEXT)
+    review_task_resume(tenant=acme.tenant, task_id=task_of(contract).pk, user=acme.senior.user,
+                       data={"decision": "approve"})
+    signoff = str(task_of(contract, "signoff").pk)
+    assert signoff not in ids(get(acme.senior, acme, actionable="true"))  # four eyes: not theirs to give
+    assert signoff in ids(get(acme.admin, acme, actionable="true"))
+    assert signoff in ids(get(acme.senior, acme, status="pending"))  # still visible in the queue
+    # Another tenant's member sees none of it, actionable or not.
+    assert ids(get(globex.admin, globex, actionable="true")) == []
 
 
 BAD_PARAMETERS = [
@@ -298,6 +313,9 @@ ORDERINGS = {
     "-age": ["h4", "both_finance", "h3", "both_legal", "crit", "h2", "pay", "h1"],
     "deadline": ["crit", "h4", "both_finance", "h1", "pay", "h3", "both_legal", "h2"],
     "-deadline": ["h2", "both_legal", "h3", "pay", "h1", "both_finance", "h4", "crit"],
+    # Priority is half the risk score (nothing here is due soon or escalated); ties by due date.
+    "priority": ["crit", "h4", "both_finance", "h1", "h3", "both_legal", "h2", "pay"],
+    "-priority": ["pay", "h2", "both_legal", "h3", "h1", "both_finance", "h4", "crit"],
 }
 
 

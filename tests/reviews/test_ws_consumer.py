@@ -10,7 +10,6 @@ import pytest
 from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator as BaseApplicationCommunicator
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 from django.utils import timezone
@@ -18,7 +17,6 @@ from django.utils import timezone
 from config.asgi import application
 from contracts.services import contract_submit
 from reviews.consumers import CLOSE_REVOKED
-from reviews.events import tenant_group_name
 from reviews.models import QueueEvent, ReviewTask, WebsocketTicket
 from reviews.services import review_task_claim, review_task_release
 from reviews.stream import websocket_ticket_create
@@ -158,7 +156,7 @@ def test_events_arrive_in_sequence_order_with_claims(acme):
 
 
 def test_sockets_of_one_tenant_in_one_process_each_get_every_event_once(acme):
-    # They share one member of the tenant's channel-layer group (the process's relay).
+    # They share the process's one relay, which reads each event once.
     task = high_risk_task(acme)
     tickets = [ticket_for(acme, member) for member in (acme.reviewer, acme.viewer, acme.senior)]
     start = latest_seq(acme)
@@ -182,80 +180,61 @@ def test_sockets_of_one_tenant_in_one_process_each_get_every_event_once(acme):
     async_to_sync(scenario)()
 
 
-def broadcasts_held_back(monkeypatch) -> list[dict]:
-    """Record queue events without broadcasting them, so a test can deliver them to the
-    channel layer itself: late, out of order, or not at all."""
+def writer_in_another_process(monkeypatch) -> None:
+    """Events committed from here on reach the relay only as another process's would (a
+    worker, a second server): by its reading the log, on its poll on SQLite or woken by
+    NOTIFY on PostgreSQL. The in-process poke after commit (reviews.events) is off."""
     from reviews import events
 
-    held: list[dict] = []
-    monkeypatch.setattr(events, "_broadcast", lambda tenant_id, payload: held.append(payload))
-    return held
+    monkeypatch.setattr(events, "_relays_poke", lambda tenant_id: None)
 
 
-async def group_send(world, payload: dict) -> None:
-    await get_channel_layer().group_send(tenant_group_name(world.tenant.id), {"type": "queue.event", "event": payload})
-
-
-async def subscribe_then_claim_and_release(world, task: ReviewTask, ticket: str, start: int) -> Communicator:
-    """Open the socket at `start`, then make two events (claimed, released)."""
-    socket, ok = await open_socket(ws_path(world, ticket=ticket))
-    assert ok and (await receive(socket))["latest_seq"] == start
-    await database_sync_to_async(claim_and_release)(world, task)
-    return socket
-
-
-def test_events_broadcast_out_of_order_reach_the_client_in_order(acme, monkeypatch):
-    # The server and each worker broadcast after their own commits, so seq N+1 can reach
-    # the layer after N+2: the client still gets N+1, then N+2, each once.
+def test_events_committed_by_another_process_reach_every_socket_in_order_each_once(acme, monkeypatch):
     task = high_risk_task(acme)
-    ticket, start = ticket_for(acme, acme.senior), latest_seq(acme)
-    held = broadcasts_held_back(monkeypatch)
+    tickets = [ticket_for(acme, member) for member in (acme.senior, acme.viewer)]
+    start = latest_seq(acme)
+    writer_in_another_process(monkeypatch)
 
     async def scenario():
-        socket = await subscribe_then_claim_and_release(acme, task, ticket, start)
-        claimed, released = held
-        await group_send(acme, released)
-        await group_send(acme, claimed)
-        await group_send(acme, released)  # a late duplicate is not sent again
-        first, second = await receive(socket), await receive(socket)
-        assert [(e["seq"], e["type"]) for e in (first, second)] == [
-            (start + 1, "review.claimed"), (start + 2, "review.released")]
-        assert await ping(socket) == {"type": "pong", "latest_seq": start + 2}
-        await socket.disconnect()
+        sockets = []
+        for ticket in tickets:
+            socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+            assert ok and (await receive(socket))["latest_seq"] == start
+            sockets.append(socket)
+        await database_sync_to_async(claim_and_release)(acme, task)
+        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        for socket in sockets:
+            received = [await receive(socket) for _ in range(3)]
+            assert [(e["seq"], e["type"]) for e in received] == [
+                (start + 1, "review.claimed"), (start + 2, "review.released"), (start + 3, "review.claimed")]
+            assert await socket.receive_nothing(timeout=0.3)  # each once
+            await socket.disconnect()
 
     async_to_sync(scenario)()
 
 
-def test_an_event_whose_broadcast_was_lost_is_read_from_the_log(acme, monkeypatch):
+def test_a_socket_opened_between_two_events_gets_the_later_one_only(acme, monkeypatch):
+    # Joining a tenant the process already follows: the relay's position is behind the
+    # new socket's, which must neither miss an event nor get an earlier one again.
     task = high_risk_task(acme)
-    ticket, start = ticket_for(acme, acme.senior), latest_seq(acme)
-    held = broadcasts_held_back(monkeypatch)
+    first_ticket, second_ticket = ticket_for(acme, acme.senior), ticket_for(acme, acme.viewer)
+    start = latest_seq(acme)
+    writer_in_another_process(monkeypatch)
 
     async def scenario():
-        socket = await subscribe_then_claim_and_release(acme, task, ticket, start)
-        claimed, released = held
-        await group_send(acme, released)  # review.claimed never reaches the layer
-        first, second = await receive(socket), await receive(socket)
-        assert first == claimed  # as the catch-up API has it
-        assert (second["seq"], second["type"]) == (start + 2, "review.released")
-        assert await ping(socket) == {"type": "pong", "latest_seq": start + 2}
-        await socket.disconnect()
-
-    async_to_sync(scenario)()
-
-
-def test_a_gap_filled_from_the_log_still_rechecks_the_subscriber(acme, monkeypatch):
-    task = high_risk_task(acme)
-    ticket, start = ticket_for(acme, acme.viewer), latest_seq(acme)
-    held = broadcasts_held_back(monkeypatch)
-
-    async def scenario():
-        socket = await subscribe_then_claim_and_release(acme, task, ticket, start)
-        membership = await database_sync_to_async(acme.viewer.user.memberships.get)(tenant=acme.tenant)
-        await database_sync_to_async(membership_remove)(membership=membership, actor=acme.admin.user, via="api")
-        await group_send(acme, held[1])  # held back behind the missing claim, then read: refused
-        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
-        await socket.disconnect()
+        first, ok = await open_socket(ws_path(acme, ticket=first_ticket))
+        assert ok and (await receive(first))["latest_seq"] == start
+        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        second, ok = await open_socket(ws_path(acme, ticket=second_ticket))
+        assert ok
+        hello = await receive(second)
+        await database_sync_to_async(review_task_release)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        assert [(await receive(first))["seq"], (await receive(first))["seq"]] == [start + 1, start + 2]
+        after_hello = [] if hello["latest_seq"] == start + 2 else [await receive(second)]
+        assert [e["seq"] for e in after_hello] == list(range(hello["latest_seq"] + 1, start + 3))
+        assert await second.receive_nothing(timeout=0.3)
+        await first.disconnect()
+        await second.disconnect()
 
     async_to_sync(scenario)()
 

@@ -1,9 +1,10 @@
 """The queue websocket against real server processes (`uvicorn config.asgi:application`,
-HTTP and websockets in one process) sharing the test database and Redis, with a real
-websocket client: delivery, tenant isolation, two processes, gap recovery, refusals.
+HTTP and websockets in one process) and a real task worker sharing the test database,
+with a real websocket client: delivery, tenant isolation, two processes, events the
+worker commits, a lost LISTEN connection, refusals.
 
-Needs PostgreSQL (several processes share the test database) and REDIS_URL (the
-processes share the channel layer); skipped on the embedded default."""
+Needs PostgreSQL (several processes share the test database); the embedded default's
+own live test is tests/reviews/test_ws_embedded.py."""
 
 from __future__ import annotations
 
@@ -24,25 +25,22 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection, connections
-from django.test import Client, override_settings
+from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from reviews.events import tenant_group_name
 from reviews.models import ReviewTask
-from reviews.services import review_task_claim
 from tenants.models import Membership
 from tests.factories import HIGH_RISK_TEXT
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql" or not settings.REDIS_URL,
-        reason="needs PostgreSQL and Redis: several server processes share the database and the channel layer",
+        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+        reason="needs PostgreSQL: several server processes share the test database",
     ),
 ]
 
@@ -50,8 +48,6 @@ PROJECT_DIR = Path(__file__).resolve().parents[2]
 # Bounds on waiting: they only stop a broken run from hanging, never assert speed.
 WAIT = 30
 SERVER_START_BOUND = 60
-# Not a speed limit: how long a socket must stay quiet to outlast redis-py's 5 s reads.
-QUIET_LONGER_THAN_REDIS_READ_TIMEOUT = 12
 
 
 @pytest.fixture(autouse=True)
@@ -95,14 +91,15 @@ class LiveServer:
 
 
 @contextmanager
-def live_servers(count: int) -> Iterator[list[LiveServer]]:
+def live_servers(count: int, *, worker: bool = False) -> Iterator[list[LiveServer]]:
     """`count` uvicorn processes on the test database and the test's Redis, as the
-    README runs it; terminated however the test ends."""
+    README runs it, and with `worker` a `manage.py run_worker` that runs the graphs (else
+    the server runs them in the request); terminated however the test ends."""
     env = dict(os.environ)
     env.update(
         DATABASE_URL=_test_database_url(),
-        REDIS_URL=settings.REDIS_URL,
-        TASKS_BACKEND="immediate",
+        REDIS_URL=settings.REDIS_URL or "",
+        TASKS_BACKEND="database" if worker else "immediate",
         SECRET_KEY=settings.SECRET_KEY,
         ALLOWED_HOSTS="127.0.0.1,localhost",
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -111,8 +108,15 @@ def live_servers(count: int) -> Iterator[list[LiveServer]]:
     )
     env.pop("PYTEST_CURRENT_TEST", None)
     servers: list[LiveServer] = []
+    workers: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory() as tmp:
         try:
+            if worker:
+                with (Path(tmp) / "worker.log").open("wb") as out:
+                    workers.append(subprocess.Popen(
+                        [sys.executable, "manage.py", "run_worker", "--queue-name", "*", "--interval", "0.05",
+                         "--no-startup-delay", "--no-reload"],
+                        cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT))
             for index in range(count):
                 port = _free_port()
                 log = Path(tmp) / f"server-{index}.log"
@@ -127,14 +131,15 @@ def live_servers(count: int) -> Iterator[list[LiveServer]]:
                 _wait_ready(server)
             yield servers
         finally:
-            for server in servers:
-                server.process.terminate()
-            for server in servers:
+            processes = [server.process for server in servers] + workers
+            for process in processes:
+                process.terminate()
+            for process in processes:
                 try:
-                    server.process.wait(timeout=15)
+                    process.wait(timeout=15)
                 except subprocess.TimeoutExpired:
-                    server.process.kill()
-                    server.process.wait()
+                    process.kill()
+                    process.wait()
 
 
 def _wait_ready(server: LiveServer) -> None:
@@ -329,45 +334,53 @@ def test_an_event_produced_in_one_server_process_reaches_a_client_of_another(acm
         run(scenario)
 
 
-def test_a_quiet_socket_stays_open_past_the_redis_read_timeout(acme):
-    """The channel layer blocks in Redis for 5 s at a time waiting for a message; with
-    redis-py's default 5 s read timeout that wait failed and killed the consumer. The
-    socket must simply stay quiet (config/settings.py CHANNEL_LAYERS)."""
-    with live_servers(1) as [server]:
+def test_review_created_and_contract_completed_committed_by_the_worker_reach_the_client(acme):
+    start = latest_seq(acme)
+    with live_servers(1, worker=True) as [server]:
 
         async def scenario():
-            ws = await open_stream(server, acme.viewer.token, acme.slug)
-            hello = await receive(ws)
-            await asyncio.sleep(QUIET_LONGER_THAN_REDIS_READ_TIMEOUT)
-            await ws.send(json.dumps({"type": "ping"}))
-            assert await receive(ws) == {"type": "pong", "latest_seq": hello["latest_seq"]}
+            ws = await open_stream(server, acme.reviewer.token, acme.slug)
+            assert (await receive(ws))["type"] == "hello"
+            contract = await submit_high_risk(server, acme)
+            created = await receive(ws)  # committed by the worker's graph run
+            assert (created["type"], created["seq"], created["contract_id"]) == ("review.created", start + 1,
+                                                                                 contract["id"])
+            async with _api(server, acme.reviewer.token) as api:
+                response = await api.post(f"/api/v1/tenants/{acme.slug}/reviews/{created['task_id']}/resume/",
+                                          json={"decision": "approve"})
+                assert response.status_code == 202, response.text
+            resolved, completed = await receive(ws), await receive(ws)
+            assert [(e["type"], e["seq"]) for e in (resolved, completed)] == [
+                ("review.resolved", start + 2), ("contract.completed", start + 3)]
+            assert completed["status"] == "approved"
             await ws.close()
 
         run(scenario)
-        assert "Timeout reading" not in server.log_text()
 
 
 # --- Gap recovery ---------------------------------------------------------------------------
 
 
-def _claim_without_a_live_message(world, task_id: str) -> None:
-    """A claim whose event is recorded but whose live message is lost: broadcast on a
-    channel layer nobody listens to, as if Redis had dropped it."""
-    with override_settings(CHANNEL_LAYERS={"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}):
-        review_task_claim(tenant=world.tenant, task_id=task_id, user=world.reviewer2.user)
+def _listeners_terminated() -> int:
+    """What a PostgreSQL restart or a network cut does to the relays' LISTEN
+    connections: gone, with whatever notifications were on their way."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE %s AND pid <> pg_backend_pid()",
+            ["LISTEN hitl_queue_events%"],
+        )
+        return cursor.fetchone()[0]
 
 
-def _layer_forgets_groups(world) -> None:
-    """What a Redis restart (or eviction) does to channels-redis: group memberships are
-    gone, so the tenant's group_send reaches nobody until consumers join again."""
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    try:
-        assert client.delete(f"asgi:group:{tenant_group_name(world.tenant.id)}") == 1
-    finally:
-        client.close()
+def _listening() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                       " AND query LIKE %s AND state = 'idle'", ["LISTEN hitl_queue_events%"])
+        return cursor.fetchone()[0] > 0
 
 
-def test_lost_messages_are_filled_in_by_the_server_or_caught_up_by_the_client(acme):
+def test_events_committed_while_the_relay_cannot_listen_still_arrive_in_order(acme):
     with live_servers(1) as [server]:
 
         async def scenario():
@@ -377,47 +390,34 @@ def test_lost_messages_are_filled_in_by_the_server_or_caught_up_by_the_client(ac
                 reader = asyncio.create_task(mirror.run(ws))
                 await mirror.wait_for_position(0)
                 start = mirror.position
-
-                contract = await submit_high_risk(server, acme)
+                await submit_high_risk(server, acme)
                 await mirror.wait_for_position(start + 1)
                 [task_id] = list(mirror.tasks)
-                assert mirror.live == [start + 1] and mirror.caught_up == []
+                assert await sync_to_async(_listening)()
 
-                # 1. A message dropped mid-stream: the socket holds the next one, reads
-                # the missing event from the log, and sends both in order; the client
-                # has nothing to catch up.
-                await sync_to_async(_claim_without_a_live_message)(acme, task_id)  # start + 2, lost
-                response = await reviewer2.post(f"/api/v1/tenants/{acme.slug}/reviews/{task_id}/release/")
-                assert response.status_code == 200, response.text  # start + 3, live
-                await mirror.wait_for_position(start + 3)
-                assert mirror.live == [start + 1, start + 2, start + 3] and mirror.caught_up == []
-                assert mirror.tasks == await mirror.rest_view()
-                assert mirror.tasks[task_id]["claimed_by"] is None
-
-                # 2. The layer loses its groups (as on a Redis restart): events reach nobody
-                # until the consumer joins again, which it does on its heartbeat or, here,
-                # on the client's ping; the position in the pong shows what was lost.
-                await sync_to_async(_layer_forgets_groups)(acme)
-                response = await reviewer2.post(f"/api/v1/tenants/{acme.slug}/reviews/{task_id}/claim/")
-                assert response.status_code == 200, response.text  # start + 4, reaches nobody
-                await ws.send(json.dumps({"type": "ping"}))
+                assert await sync_to_async(_listeners_terminated)() == 1
+                # Events committed while the relay has no LISTEN connection: it polls
+                # the log until it listens again, so they still arrive live, in order.
+                for action in ("claim", "release", "claim"):
+                    response = await reviewer2.post(f"/api/v1/tenants/{acme.slug}/reviews/{task_id}/{action}/")
+                    assert response.status_code == 200, response.text
                 await mirror.wait_for_position(start + 4)
-                assert start + 4 not in mirror.live and start + 4 in mirror.fetched()
-                # Joined again: the next event arrives live.
-                response = await reviewer2.post(f"/api/v1/tenants/{acme.slug}/reviews/{task_id}/release/")
-                assert response.status_code == 200, response.text  # start + 5, live
-                await mirror.wait_for_position(start + 5)
-                assert mirror.live[-1] == start + 5
-
-                # The client's view is the REST state.
+                assert mirror.live == [start + 1, start + 2, start + 3, start + 4] and mirror.caught_up == []
                 assert mirror.tasks == await mirror.rest_view()
-                assert mirror.tasks[task_id] == {
-                    "kind": "legal", "status": "pending", "risk_score": pytest.approx(0.8245), "claimed_by": None}
-                assert contract["id"]
+
+                # It listens again, and the next event arrives live as before.
+                deadline = time.monotonic() + WAIT
+                while not await sync_to_async(_listening)():
+                    assert time.monotonic() < deadline, "the relay never listened again"
+                    await asyncio.sleep(0.1)
+                response = await reviewer2.post(f"/api/v1/tenants/{acme.slug}/reviews/{task_id}/release/")
+                assert response.status_code == 200, response.text
+                await mirror.wait_for_position(start + 5)
+                assert mirror.live[-1] == start + 5 and mirror.tasks[task_id]["claimed_by"] is None
                 await ws.close()
                 await reader
-
         run(scenario)
+        assert "lost its LISTEN connection" in server.log_text()
 
 
 # --- Refusals, over a real handshake -----------------------------------------------------

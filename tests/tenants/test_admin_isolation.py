@@ -17,8 +17,16 @@ from django.test import Client, TestCase
 
 from contracts.models import Contract, ContractGroupPermission, ContractUserPermission
 from contracts.services import contract_submit
-from reviews.models import ReviewTask, ReviewTaskGroupPermission, ReviewTaskUserPermission
-from reviews.services import resume_permission_set
+from reviews.models import (
+    ReviewComment,
+    ReviewPolicy,
+    ReviewTask,
+    ReviewTaskGroupPermission,
+    ReviewTaskUserPermission,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+from reviews.services import resume_permission_set, review_comment_add, review_policies_set
 from tenants.models import ApiToken, AuditRecord, Membership, Tenant, TenantGroup, TenantOwned
 from tenants.services import tenant_group_get
 from tests.factories import HIGH_RISK_LARGE_PAYMENT_TEXT, HIGH_RISK_TEXT, UserFactory
@@ -56,6 +64,14 @@ def _side(world) -> Side:
                           user=world.reviewer.user)
     resume_permission_set(tenant=world.tenant, target=contract, grant=True, actor=admin_user, via="api",
                           group=tenant_group_get(tenant=world.tenant, team="senior"))
+    # The queue's time rules, a comment, a webhook and one of its deliveries.
+    review_policies_set(tenant=world.tenant, changes={"legal": {"due_after_seconds": 7200}}, actor=admin_user, via="api")
+    review_comment_add(tenant=world.tenant, task_id=tasks["legal"].pk, user=world.reviewer.user,
+                       body=f"{world.slug.upper()}-CONFIDENTIAL note", via="api")
+    webhook = WebhookEndpoint.objects.create(tenant=world.tenant, url=f"https://hooks.example.com/{world.slug}",
+                                             event_types=["review.created"], secret="whsec_" + "A" * 44)
+    WebhookDelivery.objects.create(tenant=world.tenant, endpoint=webhook, seq=1, event_type="review.created", body="{}",
+                                   status="failed", attempts=3, last_error=f"HTTP 500 from {world.slug}")
     return Side(world=world, contract=contract, legal=tasks["legal"], finance=tasks["finance"])
 
 
@@ -126,9 +142,10 @@ def admin_url(model: type, view: str = "changelist", pk=None) -> str:
 # What each acme role may open: every other scoped changelist is a 403.
 VISIBLE = {
     "admin": {Tenant, Membership, AuditRecord, TenantGroup, Contract, ReviewTask, ReviewTaskUserPermission,
-              ReviewTaskGroupPermission, ContractUserPermission, ContractGroupPermission},
-    "reviewer": {Contract, ReviewTask},
-    "viewer": {Contract, ReviewTask},
+              ReviewTaskGroupPermission, ContractUserPermission, ContractGroupPermission, ReviewPolicy, ReviewComment,
+              WebhookEndpoint, WebhookDelivery},
+    "reviewer": {Contract, ReviewTask, ReviewComment},
+    "viewer": {Contract, ReviewTask, ReviewComment},
 }
 
 
@@ -286,7 +303,9 @@ def test_the_grant_add_form_offers_no_globex_object_or_holder(sides, grant_model
 
 
 def post_action(client: Client, model: type, action: str, pks: list, **extra):
-    data = {"action": action, "select_across": "0", "index": "0", "_selected_action": [str(pk) for pk in pks], **extra}
+    """An action as its confirmation page posts it (`post=yes`): the step that acts."""
+    data = {"action": action, "select_across": "0", "_selected_action": [str(pk) for pk in pks], "post": "yes",
+            **extra}
     with TestCase.captureOnCommitCallbacks(execute=True):
         return client.post(admin_url(model), data)
 
@@ -304,6 +323,17 @@ def test_actions_posted_with_globex_ids_change_nothing(sides):
     for grant_model in GRANT_ADMINS:
         grants = list(grant_model.objects.filter(tenant=globex.tenant).values_list("pk", flat=True))
         post_action(client, grant_model, "delete_selected", grants, post="yes")
+    theirs = {model: list(model.objects.filter(tenant=globex.tenant).values_list("pk", flat=True))
+              for model in (ReviewPolicy, WebhookEndpoint, WebhookDelivery)}
+    secrets = list(WebhookEndpoint.objects.filter(tenant=globex.tenant).values_list("secret", flat=True))
+    post_action(client, ReviewPolicy, "delete_selected", theirs[ReviewPolicy], post="yes")
+    post_action(client, WebhookEndpoint, "rotate_secret", theirs[WebhookEndpoint])
+    post_action(client, WebhookEndpoint, "delete_selected", theirs[WebhookEndpoint], post="yes")
+    post_action(client, WebhookDelivery, "send_again", theirs[WebhookDelivery])
+    for model, pks in theirs.items():
+        assert list(model.objects.filter(tenant=globex.tenant).values_list("pk", flat=True)) == pks, model.__name__
+    assert list(WebhookEndpoint.objects.filter(tenant=globex.tenant).values_list("secret", flat=True)) == secrets
+    assert set(WebhookDelivery.objects.filter(tenant=globex.tenant).values_list("status", flat=True)) == {"failed"}
 
     assert set(ReviewTask.objects.filter(tenant=globex.tenant).values_list("status", flat=True)) == {"pending"}
     assert list(Membership.objects.filter(tenant=globex.tenant).values_list("pk", flat=True)) == memberships
@@ -374,7 +404,7 @@ def test_a_reviewer_amends_through_the_admin_change_form_like_through_the_api(ac
     amendments = ["Liability capped at fees paid in the prior 12 months.", "Termination needs 90 days notice."]
     with TestCase.captureOnCommitCallbacks(execute=True):
         response = client.post(admin_url(ReviewTask, "change", legal.pk), {
-            "decision": "amend", "amendments": "\n".join(amendments) + "\n\n", "comment": "see notes"})
+            "decision": "amend", "amendments": [*amendments, "", "  "], "comment": "see notes"})
 
     assert response.status_code == 302
     contract.refresh_from_db()
@@ -400,7 +430,7 @@ def test_a_person_in_two_tenants_sees_each_as_far_as_their_role_there_allows(sid
     Membership.objects.create(tenant=globex.tenant, user=acme.admin.user, role="viewer")
     client = login(acme.admin)
 
-    tasks = client.get(admin_url(ReviewTask))
+    tasks = client.get(admin_url(ReviewTask), {"show": "pending"})
     assert {label for _, label in tenant_choices(tasks)} == {"acme", "globex"}
     assert str(globex_side.legal.pk) in {str(t.pk) for t in tasks.context["cl"].result_list}
 

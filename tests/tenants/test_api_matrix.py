@@ -22,15 +22,19 @@ from contracts.services import contract_submit
 from reviews.models import (
     IdempotencyRecord,
     QueueEvent,
+    ReviewComment,
+    ReviewPolicy,
     ReviewTask,
     ReviewTaskGroupPermission,
     ReviewTaskUserPermission,
+    WebhookDelivery,
+    WebhookEndpoint,
     WebsocketTicket,
 )
 from reviews.services import review_task_claim
 from reviews.stream import STREAM_ROLES
 from tenants.apis import TenantAPIView
-from tenants.models import DECIDING_ROLES, ApiToken, AuditRecord, Membership, Role
+from tenants.models import DECIDING_ROLES, ApiToken, AuditRecord, Membership, Role, Tenant
 from tenants.services import membership_set
 from tests.conftest import Member
 from tests.factories import HIGH_RISK_LARGE_PAYMENT_TEXT, LOW_RISK_TEXT, member_create
@@ -93,6 +97,22 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
     ("member-token-revoke", "POST"): expect(200, ADMIN),
     ("audit-list", "GET"): expect(200, ADMIN),
     ("queue-event-list", "GET"): expect(200, PEOPLE),
+    # Time on the queue, webhooks, retention, reassign and comments.
+    ("review-reassign", "POST"): expect(200, ADMIN),
+    ("review-comments", "GET"): expect(200, PEOPLE),
+    ("review-comments", "POST"): expect(201, DECIDERS),  # on the legal task: the reviewers' team
+    ("review-policies", "GET"): expect(200, ADMIN),
+    ("review-policies", "PATCH"): expect(200, ADMIN),
+    ("webhook-list", "GET"): expect(200, ADMIN),
+    ("webhook-list", "POST"): expect(201, ADMIN),
+    ("webhook-detail", "GET"): expect(200, ADMIN),
+    ("webhook-detail", "PATCH"): expect(200, ADMIN),
+    ("webhook-detail", "DELETE"): expect(204, ADMIN),
+    ("webhook-rotate-secret", "POST"): expect(200, ADMIN),
+    ("webhook-deliveries", "GET"): expect(200, ADMIN),
+    ("webhook-delivery-retry", "POST"): expect(200, ADMIN),  # of a delivery made `failed` just before (PREPARE)
+    ("retention", "GET"): expect(200, ADMIN),
+    ("retention", "PATCH"): expect(200, ADMIN),
     # Outside the tenant prefix: the tenant is named in the body (see TENANT_IN_BODY).
     ("ws-ticket", "POST"): expect(201, PEOPLE),
 }
@@ -101,6 +121,7 @@ MATRIX: dict[tuple[str, str], dict[str, int]] = {
 PUBLIC = {
     ("schema", "GET"): 200,
     ("docs", "GET"): 200,
+    ("redoc", "GET"): 200,
 }
 
 # Routes under /api/v1/ but outside /tenants/<slug>/ that take the tenant from the body.
@@ -122,6 +143,12 @@ OBJECT_KIND: dict[str, dict[str, str]] = {
     "member-detail": {"member_id": "member"},
     "member-tokens": {"member_id": "agent"},
     "member-token-revoke": {"member_id": "agent", "token_id": "token"},
+    "review-reassign": {"task_id": "task"},
+    "review-comments": {"task_id": "task"},
+    "webhook-detail": {"webhook_id": "webhook"},
+    "webhook-rotate-secret": {"webhook_id": "webhook"},
+    "webhook-deliveries": {"webhook_id": "webhook"},
+    "webhook-delivery-retry": {"webhook_id": "webhook", "delivery_id": "delivery"},
 }
 
 # Query strings a route requires.
@@ -141,6 +168,12 @@ BODIES: dict[tuple[str, str], Callable[[Any, "Objects"], dict]] = {
     ("member-detail", "PATCH"): lambda w, o: {"role": "reviewer"},
     ("member-tokens", "POST"): lambda w, o: {"name": "matrix-bot"},
     ("ws-ticket", "POST"): lambda w, o: {"tenant": w.slug},
+    ("review-reassign", "POST"): lambda w, o: {"user": f"{w.slug}-senior"},
+    ("review-comments", "POST"): lambda w, o: {"body": "Matrix note: clause 7."},
+    ("review-policies", "PATCH"): lambda w, o: {"legal": {"due_after_seconds": 7200}},
+    ("webhook-list", "POST"): lambda w, o: {"url": f"https://hooks.example.com/{w.slug}", "event_types": ["review.created"]},
+    ("webhook-detail", "PATCH"): lambda w, o: {"is_active": False},
+    ("retention", "PATCH"): lambda w, o: {"checkpoint_retention_days": 7},
 }
 
 
@@ -161,10 +194,16 @@ def _fail_contract(world, objects: "Objects", user) -> None:
     Contract.objects.filter(tenant=world.tenant, pk=objects.contract.pk).update(status="failed")
 
 
+def _fail_delivery(world, objects: "Objects", user) -> None:
+    """Only a failed delivery is sent again."""
+    WebhookDelivery.objects.filter(tenant=world.tenant, pk=objects.delivery.pk).update(status="failed")
+
+
 # What must hold before the call: (tenant world, its objects, calling user or None).
 PREPARE: dict[tuple[str, str], Callable[[Any, "Objects", Any], None]] = {
     ("review-release", "POST"): _claim_first,
     ("contract-retry", "POST"): _fail_contract,
+    ("webhook-delivery-retry", "POST"): _fail_delivery,
 }
 
 
@@ -254,6 +293,8 @@ class Objects:
     member: Membership  # the viewer's: the target of member-detail
     agent: Membership  # the agent's: its tokens are managed by the admin
     token: ApiToken  # the agent's
+    webhook: WebhookEndpoint
+    delivery: WebhookDelivery  # the webhook's, of the legal task's review.created
 
 
 def _objects(world) -> Objects:
@@ -263,11 +304,17 @@ def _objects(world) -> Objects:
                                    text=HIGH_RISK_LARGE_PAYMENT_TEXT)
     tasks = {t.kind: t for t in ReviewTask.objects.filter(contract=contract)}
     assert set(tasks) == {"legal", "finance"}
+    webhook = WebhookEndpoint.objects.create(tenant=world.tenant, url=f"https://hooks.example.com/{world.slug}",
+                                             event_types=["review.created"], secret="whsec_" + "A" * 44)
+    created = QueueEvent.objects.get(tenant=world.tenant, task=tasks["legal"], type="review.created")
+    delivery = WebhookDelivery.objects.create(tenant=world.tenant, endpoint=webhook, seq=created.seq,
+                                              event_type=created.type, body="{}", status="succeeded", attempts=1)
     return Objects(
         contract=contract, legal=tasks["legal"], finance=tasks["finance"],
         member=Membership.objects.get(tenant=world.tenant, user=world.viewer.user),
         agent=Membership.objects.get(tenant=world.tenant, user=world.agent.user),
         token=ApiToken.objects.get(user=world.agent.user),
+        webhook=webhook, delivery=delivery,
     )
 
 
@@ -304,7 +351,8 @@ def world(_module_world, db) -> World:
 
 def ids_of(name: str, objects: Objects) -> dict[str, Any]:
     by_kind = {"contract": objects.contract.pk, "task": objects.legal.pk, "member": objects.member.pk,
-               "agent": objects.agent.pk, "token": objects.token.pk}
+               "agent": objects.agent.pk, "token": objects.token.pk, "webhook": objects.webhook.pk,
+               "delivery": objects.delivery.pk}
     return {kwarg: by_kind[kind] for kwarg, kind in OBJECT_KIND.get(name, {}).items()}
 
 
@@ -349,6 +397,11 @@ def fingerprint() -> tuple:
         QueueEvent.objects.count(),
         IdempotencyRecord.objects.count(),
         WebsocketTicket.objects.count(),
+        sorted(ReviewPolicy.objects.values_list("pk", "tenant_id", "kind", "due_after_seconds")),
+        ReviewComment.objects.count(),
+        sorted(WebhookEndpoint.objects.values_list("pk", "url", "is_active", "secret")),
+        sorted(WebhookDelivery.objects.values_list("pk", "status", "attempts")),
+        sorted(Tenant.objects.values_list("pk", "checkpoint_retention_days")),
     )
 
 

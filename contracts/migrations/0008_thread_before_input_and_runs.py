@@ -9,8 +9,8 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('contracts', '0006_contract_analysis'),
-        ('tenants', '0005_audit_langgraph_interfaces'),
+        ('contracts', '0007_contract_checkpoints_pruned_at'),
+        ('tenants', '0006_audit_langgraph_interfaces'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -28,7 +28,7 @@ def backfill(apps, schema_editor) -> None:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reviews', '0006_grant_membership_required'),
+        ('reviews', '0007_review_time_policies_comments_webhooks'),
     ]
 
     operations = [

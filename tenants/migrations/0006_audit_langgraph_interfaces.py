@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tenants', '0004_tenant_review_any_clause_finding_review_when_unsure'),
+        ('tenants', '0005_tenant_checkpoint_retention_days'),
     ]
 
     operations = [
