@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -7,7 +8,9 @@ from uuid import UUID
 import pydantic
 from django.contrib.auth.models import AbstractBaseUser, Group, Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models.signals import post_migrate
+from django.dispatch import receiver
 from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, IdempotencyKeyReused, InvalidInput, NotFound
@@ -102,18 +105,49 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt], no
 
 def _review_tasks_route(*, tenant: Tenant, tasks: list[ReviewTask]) -> None:
     """Grant each new task's resume permission to the team its kind is routed to."""
-    permission = _permission(ReviewTask, RESUME_TASK_PERM)
+    permission_id = _permission_id(ReviewTask, RESUME_TASK_PERM)
     grants = []
     for task in tasks:
         team = review_team_for(tenant=tenant, kind=task.kind)
         if team is not None:
-            group = tenant_group_get(tenant=tenant, team=team)
-            grants.append(ReviewTaskGroupPermission(tenant=tenant, content_object=task, group=group, permission=permission))
+            grants.append(ReviewTaskGroupPermission(tenant=tenant, content_object=task,
+                                                    group_id=_team_group_id(tenant=tenant, team=team),
+                                                    permission_id=permission_id))
     ReviewTaskGroupPermission.objects.bulk_create(grants, ignore_conflicts=True)
 
 
 def _permission(model: type, codename: str) -> Permission:
     return Permission.objects.get(content_type=ContentType.objects.get_for_model(model), codename=codename)
+
+
+# Ids that never change once created (a permission row, a team's group), kept per
+# process and database: every new task needs both, and looking them up cost two queries
+# per task. Cleared whenever the tables are rebuilt (post_migrate, which a flush sends too).
+_ids: dict[tuple, int] = {}
+
+
+def _cached_id(key: tuple, lookup: Callable[[], int]) -> int:
+    key = (connection.settings_dict["NAME"], *key)
+    value = _ids.get(key)
+    if value is None:
+        value = lookup()
+        # Kept only once committed: a row created in a transaction that rolls back must
+        # not be remembered.
+        transaction.on_commit(lambda: _ids.__setitem__(key, value))
+    return value
+
+
+def _permission_id(model: type, codename: str) -> int:
+    return _cached_id(("permission", model._meta.label, codename), lambda: _permission(model, codename).pk)
+
+
+def _team_group_id(*, tenant: Tenant, team: str) -> int:
+    return _cached_id(("team", tenant.pk, team), lambda: tenant_group_get(tenant=tenant, team=team).pk)
+
+
+@receiver(post_migrate)
+def _ids_forget(**kwargs) -> None:
+    _ids.clear()
 
 
 def review_decision_validate(*, kind: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -204,17 +238,18 @@ def _resume(
     seen_digest: str | None = None,
     idempotency: tuple[str, str] | None = None,
 ) -> tuple[ReviewTask, dict, bool]:
-    task = review_task_get(tenant=tenant, task_id=task_id)
-    if not review_task_can_resume(task=task, user=user, membership=membership_get(tenant=tenant, user=user)):
-        raise Forbidden("You may not resume this review task.")
-    decision = review_decision_validate(kind=task.kind, data=data)
     now = now or timezone.now()
-
     with transaction.atomic():
         # The row lock serialises racing resumes of this task, and with them racing
         # retries of one Idempotency-Key: the key's record is written in this same
-        # transaction, so a retry either sees it or waits for it.
-        task = ReviewTask.objects.select_for_update(no_key=True).get(tenant=tenant, pk=task.pk)
+        # transaction, so a retry either sees it or waits for it. The task is read once,
+        # locked; the checks below are short (the permission check is one compiled query).
+        task = ReviewTask.objects.select_for_update(no_key=True).filter(tenant=tenant, pk=task_id).first()
+        if task is None:
+            raise NotFound()
+        if not review_task_can_resume(task=task, user=user, membership=membership_get(tenant=tenant, user=user)):
+            raise Forbidden("You may not resume this review task.")
+        decision = review_decision_validate(kind=task.kind, data=data)
         if idempotency is not None:
             replay = idempotency_replay(tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1])
             if replay is not None:

@@ -108,12 +108,13 @@ def _static_files_unhashed():
 
 @pytest.fixture(scope="session", autouse=True)
 def _checkpointer_connections_closed(django_db_setup, django_db_blocker):
-    """The graph keeps one checkpointer connection per thread; close this thread's
-    before the test database is dropped."""
+    """The graph keeps one checkpointer connection per thread, and requests read through
+    a pool; close this thread's and the pool before the test database is dropped."""
     yield
-    from contracts.graph.runner import contract_graph_close
+    from contracts.graph.runner import contract_graph_close, read_savers_close
 
     contract_graph_close()
+    read_savers_close()
 
 
 @pytest.fixture(autouse=True)

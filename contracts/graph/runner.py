@@ -27,6 +27,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, StateSnapshot
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
 
 from contracts.graph import faults
 from contracts.graph.builder import contract_graph_build
@@ -99,12 +100,16 @@ class RunSnapshot:
 def postgres_connect() -> psycopg.Connection:
     """A connection as PostgresSaver requires: autocommit, dict rows, and no prepared
     statements (a transaction pooler may sit in between)."""
+    return psycopg.connect(**postgres_connect_params())
+
+
+def postgres_connect_params() -> dict[str, Any]:
     db = connections["default"].settings_dict
     options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if k not in _DJANGO_ONLY_OPTIONS}
     params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
               "host": db.get("HOST") or None, "port": db.get("PORT") or None, **options}
     params = {k: v for k, v in params.items() if v is not None}
-    return psycopg.connect(autocommit=True, prepare_threshold=0, row_factory=dict_row, **params)
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, **params}
 
 
 def _identity() -> tuple[str, str]:
@@ -189,14 +194,41 @@ def thread_snapshot(thread_id: str) -> RunSnapshot:
 # Compiled once per process without a checkpointer; each read binds a saver to a
 # shallow copy (~0.04 ms, against ~3 ms to compile the graph again).
 _unbound_graph: CompiledStateGraph | None = None
+# Requests read through one process-wide saver over a small pool of checkpointer
+# connections: under ASGI each request runs in a new thread, and a saver of its own
+# meant a new PostgreSQL connection for every resume (about 3 ms, and a session).
+# Its per-instance lock serialises the reads, which take well under a millisecond.
+READ_POOL_SIZE = 4
+_read_savers: dict[tuple[str, str], tuple[BaseCheckpointSaver, Any]] = {}
+_read_savers_lock = threading.Lock()
+
+
+def _read_saver(identity: tuple[str, str]) -> BaseCheckpointSaver | None:
+    if identity[0] != "postgresql":
+        return None  # SQLite: a file, opened per read for next to nothing
+    with _read_savers_lock:
+        cached = _read_savers.get(identity)
+        if cached is None:
+            pool = ConnectionPool(kwargs=postgres_connect_params(), min_size=1, max_size=READ_POOL_SIZE, open=True,
+                                  check=ConnectionPool.check_connection, name="checkpoint-reads")
+            cached = _read_savers[identity] = (PostgresSaver(pool), pool)
+        return cached[0]
+
+
+def read_savers_close() -> None:
+    """Close the read pools (tests switch databases; a process closes them at exit)."""
+    with _read_savers_lock:
+        for _, pool in _read_savers.values():
+            pool.close()
+        _read_savers.clear()
 
 
 @contextmanager
 def _graph_for_read() -> Iterator[CompiledStateGraph]:
     """The graph bound to a checkpointer, for one read. A thread that already holds its
-    own saver (a worker, or a test driving runs inline) reuses it. Any other thread (a
-    request: under ASGI a new thread each time) opens a saver for this read and closes
-    it, so no checkpointer connection outlives its request."""
+    own saver (a worker, or a test driving runs inline) reuses it; any other thread (a
+    request) reads through the process's pooled read saver (PostgreSQL) or opens the
+    SQLite file for this read."""
     global _unbound_graph
     identity = _identity()
     cached = getattr(_local, "cached", None)
@@ -205,6 +237,10 @@ def _graph_for_read() -> Iterator[CompiledStateGraph]:
         return
     if _unbound_graph is None:
         _unbound_graph = contract_graph_build(None)
+    pooled = _read_saver(identity)
+    if pooled is not None:
+        yield _unbound_graph.copy(update={"checkpointer": pooled})
+        return
     saver, conn = _saver_new(identity)
     try:
         yield _unbound_graph.copy(update={"checkpointer": saver})
