@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Field, QuerySet
 
 _UUID_BASE = 0x5E471E1_0000_0000_0000_0000_0000_0000
 
@@ -30,11 +30,14 @@ def placeholder_int(n: int) -> int:
 
 
 class CompiledQuery:
-    def __init__(self, build: Callable[..., QuerySet], **placeholders: Any) -> None:
+    def __init__(self, build: Callable[..., QuerySet], *, columns: tuple[Field, ...] = (), **placeholders: Any) -> None:
         """`build(**values)` returns the queryset; `placeholders` give one value per
         keyword, of the right type and found nowhere else in the query (see
-        placeholder_uuid / placeholder_int)."""
+        placeholder_uuid / placeholder_int). `columns`: the model fields of the selected
+        columns, whose database values are converted as the ORM would (a JSON field's
+        text decoded, a UUID built from SQLite's hex)."""
         self.build = build
+        self.columns = columns
         self.placeholders = placeholders
         self._compiled: dict[str, tuple[str, list[Any], dict[int, str]]] = {}
         self._lock = threading.Lock()
@@ -69,6 +72,18 @@ class CompiledQuery:
         bound = list(params)
         for index, name in slots.items():
             bound[index] = self._prepared(using, values[name])
-        with connections[using].cursor() as cursor:
+        connection = connections[using]
+        with connection.cursor() as cursor:
             cursor.execute(sql, bound)
-            return cursor.fetchall()
+            rows = cursor.fetchall()
+        if not self.columns:
+            return rows
+        return [tuple(_converted(field, value, connection) for field, value in zip(self.columns, row)) for row in rows]
+
+
+def _converted(field: Field, value: Any, connection) -> Any:
+    if value is None:
+        return None
+    if hasattr(field, "from_db_value"):
+        return field.from_db_value(value, None, connection)
+    return field.to_python(value)

@@ -34,7 +34,7 @@ from django_tasks.signals import task_enqueued
 from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker
-from django_tasks_db.models import DBTaskResult
+from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.utils import exclusive_transaction, is_locked_database_exception
 
 logger = logging.getLogger(__name__)
@@ -150,6 +150,8 @@ class WakeableWorker(Worker):
     # --- The loop ---------------------------------------------------------------------
 
     def _claim_next(self) -> DBTaskResult | None:
+        if connection.vendor == "postgresql":
+            return self._claim_next_postgresql()
         tasks = DBTaskResult.objects.ready().filter(backend_name=self.backend_name)
         if not self.process_all_queues:
             tasks = tasks.filter(queue_name__in=self.queue_names)
@@ -165,6 +167,27 @@ class WakeableWorker(Worker):
                     raise
                 task_result = None
         return task_result
+
+    def _claim_next_postgresql(self) -> DBTaskResult | None:
+        """The same claim as django-tasks-db's (the oldest ready task of the highest
+        priority, rows other workers hold skipped, marked running with this worker's id)
+        in one statement instead of a transaction of four: it runs for every task."""
+        table = DBTaskResult._meta.db_table
+        where = ["status = %s", "backend_name = %s", "(run_after = %s OR run_after <= %s)"]
+        params: list = [TaskResultStatus.READY.value, self.backend_name, get_date_max(), timezone.now()]
+        if not self.process_all_queues:
+            where.append("queue_name = ANY(%s)")
+            params.append(list(self.queue_names))
+        if self.excluded_queue_names:
+            where.append("NOT (queue_name = ANY(%s))")
+            params.append(list(self.excluded_queue_names))
+        sql = (
+            f"UPDATE {table} SET status = %s, started_at = %s, worker_ids = worker_ids || jsonb_build_array(%s::text)"
+            f" WHERE id = (SELECT id FROM {table} WHERE {' AND '.join(where)}"
+            f" ORDER BY priority DESC, run_after ASC, enqueued_at ASC LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *"
+        )
+        claimed = list(DBTaskResult.objects.raw(sql, [TaskResultStatus.RUNNING.value, timezone.now(), self.worker_id, *params]))
+        return claimed[0] if claimed else None
 
     def run(self) -> None:
         # The loop of django_tasks_db's Worker.run, continuous mode, with its idle

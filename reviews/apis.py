@@ -242,7 +242,7 @@ class ReviewTaskResumeApi(TenantAPIView):
         key = request.headers.get("Idempotency-Key")
         if key is None:
             task = review_task_resume(tenant=self.tenant, task_id=task_id, user=request.user, data=request.data, via="api",
-                                      seen_digest=seen_digest(request))
+                                      seen_digest=seen_digest(request), membership=self.membership)
             # 202: the decision is durably recorded; the graph resumes in a worker.
             return Response(resume_receipt(task), status=status.HTTP_202_ACCEPTED)
         if not 1 <= len(key) <= 200 or not key.isprintable() or not key.isascii():
@@ -251,6 +251,7 @@ class ReviewTaskResumeApi(TenantAPIView):
         receipt, replayed = review_task_resume_idempotent(
             tenant=self.tenant, task_id=task_id, user=request.user, data=request.data,
             key=key, fingerprint=request_fingerprint(request), via="api", seen_digest=seen_digest(request),
+            membership=self.membership,
         )
         return Response(receipt, status=status.HTTP_202_ACCEPTED, headers={"Idempotent-Replayed": "true" if replayed else "false"})
 

@@ -125,12 +125,20 @@ class UnappliedDecision:
     decision: dict
 
 
+# Read at every pass of every drive, twice: compiled once (config.compiled_sql).
+_UNAPPLIED = CompiledQuery(
+    lambda tenant_id, contract_id: ReviewTask.objects.filter(
+        tenant_id=tenant_id, contract_id=contract_id, status=ReviewStatus.RESOLVED, applied_at__isnull=True
+    ).values_list("pk", "interrupt_id", "decision"),
+    columns=tuple(ReviewTask._meta.get_field(name) for name in ("id", "interrupt_id", "decision")),
+    tenant_id=placeholder_uuid(11), contract_id=placeholder_uuid(12),
+)
+
+
 def review_decisions_unapplied(*, tenant_id: UUID, contract_id: UUID) -> list[UnappliedDecision]:
     """Decisions recorded on the contract's tasks that the graph has not consumed yet:
     what the drive's next pass must answer."""
-    rows = ReviewTask.objects.filter(
-        tenant_id=tenant_id, contract_id=contract_id, status=ReviewStatus.RESOLVED, applied_at__isnull=True
-    ).values_list("pk", "interrupt_id", "decision")
+    rows = _UNAPPLIED.rows(tenant_id=tenant_id, contract_id=contract_id)
     return [UnappliedDecision(task_id=pk, interrupt_id=iid, decision=decision) for pk, iid, decision in rows]
 
 

@@ -181,6 +181,7 @@ def review_task_resume(
     via: str = "api",
     seen_digest: str | None = None,
     now: datetime | None = None,
+    membership: Membership | None = None,
 ) -> ReviewTask:
     """Record a reviewer's decision exactly once, then queue the graph's resume.
 
@@ -191,7 +192,8 @@ def review_task_resume(
     by a worker after commit (by interrupt id), never under this lock; a decision
     recorded but not yet applied is re-driven by recovery.
     """
-    return _resume(tenant=tenant, task_id=task_id, user=user, data=data, via=via, seen_digest=seen_digest, now=now)[0]
+    return _resume(tenant=tenant, task_id=task_id, user=user, data=data, via=via, seen_digest=seen_digest, now=now,
+                   membership=membership)[0]
 
 
 def review_task_resume_idempotent(
@@ -205,13 +207,14 @@ def review_task_resume_idempotent(
     via: str = "api",
     seen_digest: str | None = None,
     now: datetime | None = None,
+    membership: Membership | None = None,
 ) -> tuple[dict, bool]:
     """As review_task_resume, keyed by the client's Idempotency-Key: a retry with the
     same key and request gets the first receipt back without a second effect (returns
     (receipt, replayed)); the same key with another request is refused."""
     task, receipt, replayed = _resume(
         tenant=tenant, task_id=task_id, user=user, data=data, via=via, seen_digest=seen_digest, now=now,
-        idempotency=(key, fingerprint),
+        idempotency=(key, fingerprint), membership=membership,
     )
     return receipt, replayed
 
@@ -237,7 +240,10 @@ def _resume(
     now: datetime | None,
     seen_digest: str | None = None,
     idempotency: tuple[str, str] | None = None,
+    membership: Membership | None = None,
 ) -> tuple[ReviewTask, dict, bool]:
+    """`membership`: the caller's, when the interface has just read it (a tenant API
+    view has); read here otherwise."""
     now = now or timezone.now()
     with transaction.atomic():
         # The row lock serialises racing resumes of this task, and with them racing
@@ -247,7 +253,9 @@ def _resume(
         task = ReviewTask.objects.select_for_update(no_key=True).filter(tenant=tenant, pk=task_id).first()
         if task is None:
             raise NotFound()
-        if not review_task_can_resume(task=task, user=user, membership=membership_get(tenant=tenant, user=user)):
+        if membership is None or membership.user_id != user.pk or membership.tenant_id != tenant.pk:
+            membership = membership_get(tenant=tenant, user=user)
+        if not review_task_can_resume(task=task, user=user, membership=membership):
             raise Forbidden("You may not resume this review task.")
         decision = review_decision_validate(kind=task.kind, data=data)
         if idempotency is not None:

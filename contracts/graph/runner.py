@@ -199,6 +199,7 @@ _unbound_graph: CompiledStateGraph | None = None
 # meant a new PostgreSQL connection for every resume (about 3 ms, and a session).
 # Its per-instance lock serialises the reads, which take well under a millisecond.
 READ_POOL_SIZE = 4
+READ_POOL_TIMEOUT_SECONDS = 10
 _read_savers: dict[tuple[str, str], tuple[BaseCheckpointSaver, Any]] = {}
 _read_savers_lock = threading.Lock()
 
@@ -209,8 +210,12 @@ def _read_saver(identity: tuple[str, str]) -> BaseCheckpointSaver | None:
     with _read_savers_lock:
         cached = _read_savers.get(identity)
         if cached is None:
+            # The timeout is the request pool's (config.env): a read that cannot get a
+            # connection is a 503 in time for the client, not a 30 s wait (psycopg_pool's
+            # default) while reconnection backs off during an outage.
             pool = ConnectionPool(kwargs=postgres_connect_params(), min_size=1, max_size=READ_POOL_SIZE, open=True,
-                                  check=ConnectionPool.check_connection, name="checkpoint-reads")
+                                  check=ConnectionPool.check_connection, name="checkpoint-reads",
+                                  timeout=READ_POOL_TIMEOUT_SECONDS)
             cached = _read_savers[identity] = (PostgresSaver(pool), pool)
         return cached[0]
 

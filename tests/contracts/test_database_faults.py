@@ -93,7 +93,7 @@ def test_backends_terminated_during_requests_and_runs_lose_nothing(acme):
                                                headers={"Idempotency-Key": f"approve-{task['id']}"}))
                     except httpx.TransportError as exc:  # a dropped connection is not an answer
                         with lock:
-                            unacceptable.append(f"transport error: {exc!r}")
+                            unacceptable.append(f"transport error: {exc!r} on {exc.request.method} {exc.request.url.path}")
 
         killer = threading.Thread(target=_terminate_children, args=(_test_dsn(), stop, 0.5))
         clients = [threading.Thread(target=client, args=(i,)) for i in range(4)]
