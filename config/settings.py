@@ -169,6 +169,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Operations grouped by what they are about (contracts, reviews, ...), not all under
+    # "api"; the REST API's groups first, then the two LangGraph prefixes.
+    "SCHEMA_PATH_PREFIX": r"/api/v1(/tenants/\{tenant_slug\})?",
+    "TAGS": [
+        {"name": "contracts", "description": "Submit contracts and follow their runs (agents)."},
+        {"name": "reviews", "description": "The review queue: claim, decide, comment, reassign."},
+        {"name": "members", "description": "A tenant's people and their roles (tenant admins)."},
+        {"name": "policies", "description": "Review policies per kind: due times, reminders, escalation, expiry."},
+        {"name": "webhooks", "description": "Signed webhook endpoints and their delivery log."},
+        {"name": "events", "description": "The tenant's numbered event log (the live queue's catch-up)."},
+        {"name": "audit", "description": "Who did what, through which interface."},
+        {"name": "retention", "description": "Checkpoint retention of finished threads."},
+        {"name": "ws-ticket", "description": "One-time tickets for the live queue's websocket."},
+        {"name": "langgraph", "description": "LangGraph Platform's API, for langgraph-sdk and @langchain/langgraph-sdk."},
+        {"name": "agent-inbox", "description": "The same, one thread per review task, for Agent Inbox."},
+    ],
     # One name for each choice set that several fields share; the LangGraph prefixes'
     # statuses named as LangGraph names them.
     "ENUM_NAME_OVERRIDES": {
