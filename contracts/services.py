@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from config.api_errors import Conflict, NotFound, is_database_unavailable
+from config.compiled_sql import CompiledQuery, placeholder_uuid
 from contracts.graph import faults, runner
 from contracts.graph.runner import RunSnapshot
 from contracts.models import FINAL_STATUSES, Contract, ContractStatus, Run, RunKind
@@ -95,7 +96,7 @@ def contract_input_submit(
     contract already is a Conflict (its interrupts are answered, not its input replaced)."""
     with transaction.atomic():
         # The row lock makes "still created?" and "now submitted" one step.
-        contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
+        contract = _contract_locked(tenant_id=tenant.pk, contract_id=contract_id)
         if contract is None:
             raise NotFound()
         if contract.status != ContractStatus.CREATED:
@@ -113,7 +114,7 @@ def contract_input_submit(
 def contract_thread_metadata_update(*, tenant: Tenant, contract_id: UUID | str, metadata: dict) -> Contract:
     """Merge the client's keys into the thread's metadata (threads.update)."""
     with transaction.atomic():
-        contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
+        contract = _contract_locked(tenant_id=tenant.pk, contract_id=contract_id)
         if contract is None:
             raise NotFound()
         contract.thread_metadata = {**contract.thread_metadata, **metadata}
@@ -252,7 +253,7 @@ def contract_drive(*, tenant_id: UUID, contract_id: UUID) -> None:
         _run_failure_record(tenant_id=tenant_id, contract_id=contract_id, owner=owner, error=exc)
 
 
-def _contract_locked():
+def _contract_locked(*, tenant_id: UUID, contract_id: UUID) -> Contract | None:
     """The contract row, locked, with its tenant (read, not locked: the tenant's
     settings feed the run, and its row lock is for event numbers).
 
@@ -261,7 +262,15 @@ def _contract_locked():
     FOR UPDATE blocks. A resume holding the tenant's event-number lock and inserting its
     event would then wait for a worker that holds the contract and waits for that same
     tenant lock: a deadlock, seen with two workers."""
-    return Contract.objects.select_for_update(of=("self",), no_key=True).select_related("tenant")
+    return next(iter(_CONTRACT_LOCKED.fetch(tenant_id=tenant_id, contract_id=contract_id)), None)
+
+
+# Read at every pass of every drive, twice: compiled once (config.compiled_sql).
+_CONTRACT_LOCKED = CompiledQuery(
+    lambda tenant_id, contract_id: Contract.objects.select_for_update(of=("self",), no_key=True)
+    .select_related("tenant").filter(tenant_id=tenant_id, pk=contract_id)[:1],
+    tenant_id=placeholder_uuid(1), contract_id=placeholder_uuid(2),
+)
 
 
 def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Work | None:
@@ -270,7 +279,7 @@ def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Wo
     nothing to do. The row lock makes this a compare-and-set: of racing workers, the
     first takes the lease and the others then see it."""
     with transaction.atomic():
-        contract = _contract_locked().filter(tenant_id=tenant_id, pk=contract_id).first()
+        contract = _contract_locked(tenant_id=tenant_id, contract_id=contract_id)
         if contract is None or (contract.run_lease_until is not None and contract.run_lease_until >= timezone.now()):
             return None
         decisions = review_decisions_unapplied(tenant_id=tenant_id, contract_id=contract_id)
@@ -363,7 +372,9 @@ def _run_outcome_record(*, work: _Work, before: RunSnapshot, after: RunSnapshot,
     (None: the lease is given back)."""
     now = timezone.now()
     with transaction.atomic():
-        contract = _contract_locked().get(tenant_id=work.contract.tenant_id, pk=work.contract.pk)
+        contract = _contract_locked(tenant_id=work.contract.tenant_id, contract_id=work.contract.pk)
+        if contract is None:
+            raise Contract.DoesNotExist(f"contract {work.contract.pk} is gone")
         if contract.run_lease_owner != owner:
             logger.warning("contract %s: lease lost before recording its outcome", contract.pk)
             return None
@@ -495,7 +506,7 @@ def _run_failure_record(*, tenant_id: UUID, contract_id: UUID, owner: str, error
     connection.close_if_unusable_or_obsolete()
     try:
         with transaction.atomic():
-            contract = _contract_locked().filter(tenant_id=tenant_id, pk=contract_id).first()
+            contract = _contract_locked(tenant_id=tenant_id, contract_id=contract_id)
             if contract is None or contract.run_lease_owner != owner:
                 return
             _lease_release(contract)
@@ -530,7 +541,7 @@ def contract_cancel(
     with transaction.atomic():
         # Lock order: contract, then its tasks, then (in event_emit) the tenant row; the
         # same order as the drive, so a cancel and a run cannot deadlock.
-        contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
+        contract = _contract_locked(tenant_id=tenant.pk, contract_id=contract_id)
         if contract is None:
             raise NotFound()
         if contract.status in FINAL_STATUSES:
@@ -551,7 +562,7 @@ def contract_retry(*, tenant: Tenant, contract_id: UUID | str, user: AbstractBas
     """Run a `failed` contract again, from its checkpoint, with a fresh set of attempts."""
     tenant_admin_required(tenant=tenant, user=user, action="retry a contract")
     with transaction.atomic():
-        contract = _contract_locked().filter(tenant=tenant, pk=contract_id).first()
+        contract = _contract_locked(tenant_id=tenant.pk, contract_id=contract_id)
         if contract is None:
             raise NotFound()
         if contract.status != ContractStatus.FAILED:

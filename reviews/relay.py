@@ -37,6 +37,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db.models import Q
 
+from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_uuid
 from reviews.events import QUEUE_EVENTS_CHANNEL, event_public
 from reviews.models import QueueEvent
 from tenants.models import Tenant
@@ -57,11 +58,23 @@ def _positions_read(tenant_ids: list[UUID]) -> dict[UUID, int]:
     return dict(Tenant.objects.filter(pk__in=tenant_ids).values_list("pk", "event_seq"))
 
 
+# The read for one followed tenant, compiled once (config.compiled_sql): a server
+# whose sockets follow one tenant runs it at every wake-up.
+_ONE_TENANT_EVENTS = CompiledQuery(
+    lambda tenant_id, position: QueueEvent.objects.filter(tenant_id=tenant_id, seq__gt=position)
+    .order_by("tenant_id", "seq")[:READ_BATCH],
+    tenant_id=placeholder_uuid(1), position=placeholder_int(1),
+)
+
+
 def _events_read(positions: dict[UUID, int], limit: int) -> list[QueueEvent]:
     """Events after each tenant's position, oldest first per tenant. One query for all:
     each tenant's part is a range scan of the (tenant, seq) unique index. Positions are
     committed numbers and numbers follow commit order, so what comes back is a gap-free
     run for each tenant (a transaction still open holds every number after it)."""
+    if len(positions) == 1 and limit == READ_BATCH:
+        [(tenant_id, position)] = positions.items()
+        return _ONE_TENANT_EVENTS.fetch(tenant_id=tenant_id, position=position)
     condition = Q()
     for tenant_id, position in positions.items():
         condition |= Q(tenant_id=tenant_id, seq__gt=position)

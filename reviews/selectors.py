@@ -130,7 +130,6 @@ _UNAPPLIED = CompiledQuery(
     lambda tenant_id, contract_id: ReviewTask.objects.filter(
         tenant_id=tenant_id, contract_id=contract_id, status=ReviewStatus.RESOLVED, applied_at__isnull=True
     ).values_list("pk", "interrupt_id", "decision"),
-    columns=tuple(ReviewTask._meta.get_field(name) for name in ("id", "interrupt_id", "decision")),
     tenant_id=placeholder_uuid(11), contract_id=placeholder_uuid(12),
 )
 
@@ -138,7 +137,7 @@ _UNAPPLIED = CompiledQuery(
 def review_decisions_unapplied(*, tenant_id: UUID, contract_id: UUID) -> list[UnappliedDecision]:
     """Decisions recorded on the contract's tasks that the graph has not consumed yet:
     what the drive's next pass must answer."""
-    rows = _UNAPPLIED.rows(tenant_id=tenant_id, contract_id=contract_id)
+    rows = _UNAPPLIED.fetch(tenant_id=tenant_id, contract_id=contract_id)
     return [UnappliedDecision(task_id=pk, interrupt_id=iid, decision=decision) for pk, iid, decision in rows]
 
 
@@ -250,7 +249,7 @@ def review_task_can_resume(*, task: ReviewTask, user: AbstractBaseUser, membersh
         return True
     if membership.role not in DECIDING_ROLES:
         return False
-    return bool(_TASK_RESUMABLE.rows(tenant_id=task.tenant_id, user_id=user.pk, task_id=task.pk))
+    return bool(_TASK_RESUMABLE.fetch(tenant_id=task.tenant_id, user_id=user.pk, task_id=task.pk))
 
 
 # Per target model: its user grants, its team grants, the permission they carry.

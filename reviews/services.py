@@ -14,6 +14,7 @@ from django.dispatch import receiver
 from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, IdempotencyKeyReused, InvalidInput, NotFound
+from config.compiled_sql import CompiledQuery, placeholder_uuid
 from contracts.graph import runner
 from contracts.graph.decisions import DECISION_MODELS
 from contracts.models import Contract
@@ -250,7 +251,7 @@ def _resume(
         # retries of one Idempotency-Key: the key's record is written in this same
         # transaction, so a retry either sees it or waits for it. The task is read once,
         # locked; the checks below are short (the permission check is one compiled query).
-        task = ReviewTask.objects.select_for_update(no_key=True).filter(tenant=tenant, pk=task_id).first()
+        task = next(iter(_TASK_LOCKED.fetch(tenant_id=tenant.pk, task_id=task_id)), None)
         if task is None:
             raise NotFound()
         if membership is None or membership.user_id != user.pk or membership.tenant_id != tenant.pk:
@@ -280,6 +281,13 @@ def _resume(
             idempotency_remember(tenant=tenant, user=user, key=idempotency[0], fingerprint=idempotency[1],
                                  status=202, body=receipt)
     return task, receipt, False
+
+
+# The resume's first read, compiled once (config.compiled_sql).
+_TASK_LOCKED = CompiledQuery(
+    lambda tenant_id, task_id: ReviewTask.objects.select_for_update(no_key=True).filter(tenant_id=tenant_id, pk=task_id)[:1],
+    tenant_id=placeholder_uuid(1), task_id=placeholder_uuid(2),
+)
 
 
 def review_task_decision_record(

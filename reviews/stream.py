@@ -21,11 +21,12 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, QuerySet
 from django.utils import timezone
 from rest_framework import status
 
 from config.api_errors import ApplicationError
+from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_uuid
 from reviews.events import event_public
 from reviews.models import QueueEvent, WebsocketTicket
 from tenants.models import PEOPLE_ROLES
@@ -86,6 +87,26 @@ def stream_position(*, subscriber: StreamSubscriber) -> int | None:
     return stream_positions(subscribers=[subscriber])[subscriber]
 
 
+# The same two reads for one token and one member, compiled once (config.compiled_sql):
+# with one subscriber per tenant and process (a reviewer's screen) they are what every
+# event costs the server.
+_LIVE_TOKEN = CompiledQuery(
+    lambda token_id: ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True).values_list("pk", "user_id"),
+    token_id=placeholder_int(1),
+)
+_MEMBER_POSITION = CompiledQuery(
+    lambda tenant_id, user_id: _members_following(tenant_id=tenant_id, user_ids=[user_id]),
+    tenant_id=placeholder_uuid(1), user_id=placeholder_int(2),
+)
+
+
+def _members_following(*, tenant_id: UUID, user_ids) -> QuerySet:
+    """(user id, the tenant's latest seq) of those of `user_ids` who may follow its queue."""
+    return Membership.objects.filter(
+        tenant_id=tenant_id, user_id__in=user_ids, user__is_active=True, role__in=STREAM_ROLES,
+    ).values_list("user_id", "tenant__event_seq")
+
+
 def stream_positions(*, subscribers: list[StreamSubscriber]) -> dict[StreamSubscriber, int | None]:
     """stream_position for many subscribers at once, by the same rules: one query per
     tenant among them, plus one for their API tokens. What a server process runs when
@@ -96,20 +117,18 @@ def stream_positions(*, subscribers: list[StreamSubscriber]) -> dict[StreamSubsc
     for subscriber in subscribers:
         by_tenant.setdefault(subscriber.tenant_id, []).append(subscriber)
     token_ids = {s.api_token_id for s in subscribers if s.api_token_id is not None}
-    live_tokens = (
-        set(ApiToken.objects.filter(pk__in=token_ids, revoked_at__isnull=True).values_list("pk", "user_id"))
-        if token_ids
-        else set()
-    )
+    if len(token_ids) == 1:
+        live_tokens = set(_LIVE_TOKEN.fetch(token_id=next(iter(token_ids))))
+    elif token_ids:
+        live_tokens = set(ApiToken.objects.filter(pk__in=token_ids, revoked_at__isnull=True).values_list("pk", "user_id"))
+    else:
+        live_tokens = set()
     for tenant_id, members_of_tenant in by_tenant.items():
-        positions = dict(
-            Membership.objects.filter(
-                tenant_id=tenant_id,
-                user_id__in={s.user_id for s in members_of_tenant},
-                user__is_active=True,
-                role__in=STREAM_ROLES,
-            ).values_list("user_id", "tenant__event_seq")
-        )
+        user_ids = {s.user_id for s in members_of_tenant}
+        if len(user_ids) == 1:
+            positions = dict(_MEMBER_POSITION.fetch(tenant_id=tenant_id, user_id=next(iter(user_ids))))
+        else:
+            positions = dict(_members_following(tenant_id=tenant_id, user_ids=user_ids))
         for subscriber in members_of_tenant:
             token_ok = subscriber.api_token_id is None or (subscriber.api_token_id, subscriber.user_id) in live_tokens
             if subscriber.user_id in positions and token_ok:

@@ -4,7 +4,14 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
+from config.compiled_sql import CompiledQuery, placeholder_str
 from tenants.models import ApiToken
+
+# Read on every authenticated request: compiled once (config.compiled_sql).
+_LIVE_TOKEN_BY_HASH = CompiledQuery(
+    lambda key_hash: ApiToken.objects.select_related("user").filter(key_hash=key_hash, revoked_at__isnull=True)[:1],
+    key_hash=placeholder_str(1),
+)
 
 
 class ApiTokenAuthentication(authentication.TokenAuthentication):
@@ -33,11 +40,7 @@ class ApiTokenAuthentication(authentication.TokenAuthentication):
         return self.authenticate_credentials(key)
 
     def authenticate_credentials(self, key: str):
-        token = (
-            ApiToken.objects.select_related("user")
-            .filter(key_hash=ApiToken.hash_key(key), revoked_at__isnull=True)
-            .first()
-        )
+        token = next(iter(_LIVE_TOKEN_BY_HASH.fetch(key_hash=ApiToken.hash_key(key))), None)
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         return (token.user, token)

@@ -4,24 +4,33 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import QuerySet
 
 from config.api_errors import Conflict, NotFound
+from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_str, placeholder_uuid
 from tenants.models import ApiToken, AuditRecord, Membership, Role, Tenant
 
 
 def tenant_get_for_member(*, slug: str, user: AbstractBaseUser) -> tuple[Tenant, Membership]:
     """The tenant behind `slug` and the user's membership of it. A tenant the user
     does not belong to is a 404, exactly like one that does not exist."""
-    membership = (
-        Membership.objects.select_related("tenant")
-        .filter(tenant__slug=slug, user_id=user.pk)
-        .first()
-    )
+    membership = next(iter(_MEMBERSHIP_BY_SLUG.fetch(slug=slug, user_id=user.pk)), None)
     if membership is None:
         raise NotFound()
     return membership.tenant, membership
 
 
 def membership_get(*, tenant: Tenant, user: AbstractBaseUser) -> Membership | None:
-    return Membership.objects.select_related("tenant").filter(tenant=tenant, user_id=user.pk).first()
+    return next(iter(_MEMBERSHIP.fetch(tenant_id=tenant.pk, user_id=user.pk)), None)
+
+
+# Read on every tenant request and by every service that checks a role: compiled once
+# (config.compiled_sql). A user has at most one membership per tenant.
+_MEMBERSHIP_BY_SLUG = CompiledQuery(
+    lambda slug, user_id: Membership.objects.select_related("tenant").filter(tenant__slug=slug, user_id=user_id)[:1],
+    slug=placeholder_str(1), user_id=placeholder_int(1),
+)
+_MEMBERSHIP = CompiledQuery(
+    lambda tenant_id, user_id: Membership.objects.select_related("tenant").filter(tenant_id=tenant_id, user_id=user_id)[:1],
+    tenant_id=placeholder_uuid(1), user_id=placeholder_int(1),
+)
 
 
 def tenant_admin_required(*, tenant: Tenant, user: AbstractBaseUser, action: str) -> Membership:

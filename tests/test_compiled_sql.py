@@ -1,0 +1,107 @@
+"""config.compiled_sql gives what the ORM gives (rows, converted values, instances with
+their select_related objects), for each call's own values, compiling once."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+from django.db.models.sql.compiler import SQLCompiler
+from django.core.exceptions import ValidationError
+from django.db.transaction import TransactionManagementError
+
+from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_str, placeholder_uuid
+from reviews.models import ReviewTask
+from tenants.models import Membership
+from tests.api_flow import submit
+from tests.factories import HIGH_RISK_TEXT
+
+pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+
+MEMBER = CompiledQuery(
+    lambda slug, user_id: Membership.objects.select_related("tenant").filter(tenant__slug=slug, user_id=user_id)[:1],
+    slug=placeholder_str(1), user_id=placeholder_int(1),
+)
+TASK_COLUMNS = CompiledQuery(
+    lambda tenant_id: ReviewTask.objects.filter(tenant_id=tenant_id).order_by("created_at")
+    .values_list("pk", "contract_id", "payload", "created_at", "status"),
+    tenant_id=placeholder_uuid(1),
+)
+TASK_LOCKED = CompiledQuery(
+    lambda task_id: ReviewTask.objects.select_for_update(no_key=True).filter(pk=task_id)[:1],
+    task_id=placeholder_uuid(1),
+)
+
+
+def test_instances_with_their_related_objects_as_the_orm_reads_them(acme, globex, django_assert_num_queries):
+    for world, member in [(acme, acme.reviewer), (globex, globex.admin)]:
+        expected = Membership.objects.select_related("tenant").get(tenant=world.tenant, user=member.user)
+        with django_assert_num_queries(1):
+            [got] = MEMBER.fetch(slug=world.slug, user_id=member.user.pk)
+            assert got.tenant.slug == world.slug  # came with the row: no second query
+        assert (got.pk, got.role, got.user_id, got.tenant_id) == (expected.pk, expected.role, expected.user_id,
+                                                                   expected.tenant_id)
+        assert got.tenant.__dict__.keys() >= {"risk_threshold", "event_seq"}
+        assert got.tenant.risk_threshold == expected.tenant.risk_threshold
+        assert not got._state.adding and got._state.db == "default"
+    assert MEMBER.fetch(slug=acme.slug, user_id=globex.admin.user.pk) == []
+    assert MEMBER.fetch(slug="no-such-tenant", user_id=acme.reviewer.user.pk) == []
+
+
+def test_values_come_converted_as_the_orm_converts_them(acme, globex):
+    for world in (acme, acme, globex):
+        submit(world, HIGH_RISK_TEXT)
+    expected = list(ReviewTask.objects.filter(tenant=acme.tenant).order_by("created_at")
+                    .values_list("pk", "contract_id", "payload", "created_at", "status"))
+    got = TASK_COLUMNS.fetch(tenant_id=acme.tenant.pk)
+    assert len(got) == 2 and got == expected
+    pk, contract_id, payload, created_at, _ = got[0]
+    assert isinstance(payload, dict) and created_at.tzinfo is not None and pk.version == 4
+    assert len(TASK_COLUMNS.fetch(tenant_id=globex.tenant.pk)) == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the other thread reads committed rows
+def test_compiled_once_and_used_from_any_thread(acme, monkeypatch):
+    calls = []
+    real = SQLCompiler.as_sql
+    monkeypatch.setattr(SQLCompiler, "as_sql", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    query = CompiledQuery(lambda user_id: Membership.objects.filter(user_id=user_id).values_list("role", flat=True),
+                          user_id=placeholder_int(2))
+    assert query.fetch(user_id=acme.reviewer.user.pk) == ["reviewer"]
+    assert query.fetch(user_id=acme.admin.user.pk) == ["admin"]
+    seen = []
+    def other_thread() -> None:
+        seen.append(query.fetch(user_id=acme.agent.user.pk))
+        connection.close()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen == [["agent"]]
+    assert len(calls) == 1
+
+
+@pytest.mark.django_db(transaction=True)  # autocommit outside the atomic block
+def test_a_locking_read_needs_a_transaction(db):
+    with pytest.raises(TransactionManagementError):
+        TASK_LOCKED.fetch(task_id=placeholder_uuid(9))
+    with transaction.atomic():
+        assert TASK_LOCKED.fetch(task_id=placeholder_uuid(9)) == []
+
+
+def test_a_placeholder_the_query_does_not_carry_is_refused(db):
+    query = CompiledQuery(lambda user_id: Membership.objects.filter(user_id=7).values_list("pk"), user_id=placeholder_int(3))
+    with pytest.raises(ValueError, match="user_id"):
+        query.fetch(user_id=7)
+
+
+def test_a_uuid_given_as_text_is_read_as_the_orm_reads_it(acme):
+    query = CompiledQuery(lambda tenant_id: Membership.objects.filter(tenant_id=tenant_id).values_list("role", flat=True),
+                          tenant_id=placeholder_uuid(4))
+    assert sorted(query.fetch(tenant_id=str(acme.tenant.pk))) == sorted(
+        Membership.objects.filter(tenant_id=str(acme.tenant.pk)).values_list("role", flat=True))
+    with pytest.raises(ValidationError):
+        query.fetch(tenant_id="not-a-uuid")
+    with pytest.raises(ValidationError):
+        Membership.objects.filter(tenant_id="not-a-uuid").exists()
