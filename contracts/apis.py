@@ -15,6 +15,7 @@ from contracts.retention import prunable_contracts
 from contracts.models import Contract
 from contracts.selectors import contract_get, contract_list
 from contracts.services import contract_retry, contract_submit
+from contracts.tasks import drives_queued_in_transaction
 from reviews.models import ReviewStatus
 from tenants.apis import ADMIN_ROLES, MEMBER_ROLES, StrictInputSerializer, TenantAPIView
 from tenants.models import SUBMITTING_ROLES
@@ -87,7 +88,8 @@ class ContractListCreateApi(TenantAPIView):
         serializer = self.ContractSubmitInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         contract = contract_submit(tenant=self.tenant, submitted_by=request.user, **serializer.validated_data)
-        contract.refresh_from_db()  # the immediate task backend may already have run it
+        if not drives_queued_in_transaction():  # then the run may be over already: show where it is
+            contract.refresh_from_db()
         # 202: saved, and its run is queued; follow Location for the run's progress.
         location = reverse("contract-detail", kwargs={"tenant_slug": self.tenant.slug, "contract_id": contract.pk})
         return Response(ContractOutputSerializer(contract).data, status=status.HTTP_202_ACCEPTED, headers={"Location": location})
@@ -111,7 +113,8 @@ class ContractRetryApi(TenantAPIView):
                    responses={202: ContractOutputSerializer, **error_responses(401, 403, 404, 409, 429)})
     def post(self, request: Request, tenant_slug: str, contract_id: str) -> Response:
         contract = contract_retry(tenant=self.tenant, contract_id=contract_id, user=request.user, via="api")
-        contract.refresh_from_db()  # the immediate task backend may already have run it
+        if not drives_queued_in_transaction():  # then the run may be over already: show where it is
+            contract.refresh_from_db()
         return Response(ContractOutputSerializer(contract).data, status=status.HTTP_202_ACCEPTED)
 
 

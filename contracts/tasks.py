@@ -18,6 +18,13 @@ def contract_drive_task(tenant_id: str, contract_id: str) -> None:
     contract_drive(tenant_id=UUID(tenant_id), contract_id=UUID(contract_id))
 
 
+def drives_queued_in_transaction() -> bool:
+    """Whether contract_drive_enqueue writes the drive in the caller's transaction (the
+    database backend), so it cannot have run before that commits. Otherwise it is handed
+    over at commit, and the immediate backend runs it then, before the caller goes on."""
+    return isinstance(contract_drive_task.get_backend(), DatabaseBackend)
+
+
 def contract_drive_enqueue(*, tenant_id: UUID, contract_id: UUID) -> None:
     """Queue a drive of the contract's thread, seen by workers only once the caller's
     transaction commits, so a worker never looks for rows it cannot see yet.
@@ -27,7 +34,7 @@ def contract_drive_enqueue(*, tenant_id: UUID, contract_id: UUID) -> None:
     that needs it, and costs no commit of its own. Any other backend is handed the task
     after commit."""
     enqueue = partial(contract_drive_task.enqueue, tenant_id=str(tenant_id), contract_id=str(contract_id))
-    if isinstance(contract_drive_task.get_backend(), DatabaseBackend):
+    if drives_queued_in_transaction():
         enqueue()
     else:
         transaction.on_commit(enqueue)

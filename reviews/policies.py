@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from config.compiled_sql import CompiledQuery, placeholder_uuid
 from reviews.models import ESCALATION_TEAM_CHOICES, ExpiryAction, ReviewKind, ReviewPolicy, ReviewStatus, ReviewTask
 from tenants.models import Tenant
 
@@ -79,9 +80,14 @@ def _from_row(row: ReviewPolicy) -> Policy:
     return Policy(kind=row.kind, **{name: getattr(row, name) for name in POLICY_FIELDS})
 
 
+# Read for every new review task: compiled once (config.compiled_sql).
+_TENANT_POLICIES = CompiledQuery(lambda tenant_id: ReviewPolicy.objects.filter(tenant_id=tenant_id),
+                                 tenant_id=placeholder_uuid(1))
+
+
 def review_policies_effective(*, tenant: Tenant) -> dict[str, Policy]:
     """The policy in force for every kind of the tenant (its own, or the default): one query."""
-    rows = {row.kind: _from_row(row) for row in ReviewPolicy.objects.filter(tenant=tenant)}
+    rows = {row.kind: _from_row(row) for row in _TENANT_POLICIES.fetch(tenant_id=tenant.pk)}
     return {kind: rows.get(kind) or policy_default(tenant=tenant, kind=kind) for kind in ReviewKind.values}
 
 

@@ -96,7 +96,9 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt], no
     # run lease, but the constraint, not the lease, is what guarantees one task) is
     # skipped by the insert; the rows with the new primary keys are the ones created.
     ReviewTask.objects.bulk_create(tasks, ignore_conflicts=True)
-    created = list(ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=[t.pk for t in tasks]))
+    inserted = set(ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=[t.pk for t in tasks])
+                   .values_list("pk", flat=True))
+    created = [task for task in tasks if task.pk in inserted]
     _review_tasks_route(tenant=tenant, tasks=created)
     for task in created:
         events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CREATED, task=task,
