@@ -72,6 +72,10 @@ class CompiledQuery:
         instances with their select_related objects), as list(queryset) would."""
         return list(self._queryset(using, values))
 
+    def first(self, *, using: str = "default", **values: Any) -> Any:
+        """The first of fetch(), or None: for a builder sliced to one row (`[:1]`)."""
+        return next(iter(self._queryset(using, values)), None)
+
     def _queryset(self, using: str, values: dict[str, Any]) -> QuerySet:
         compiled = self._for(using)
         bound = list(compiled.params)

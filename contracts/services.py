@@ -262,7 +262,7 @@ def _contract_locked(*, tenant_id: UUID, contract_id: UUID) -> Contract | None:
     FOR UPDATE blocks. A resume holding the tenant's event-number lock and inserting its
     event would then wait for a worker that holds the contract and waits for that same
     tenant lock: a deadlock, seen with two workers."""
-    return next(iter(_CONTRACT_LOCKED.fetch(tenant_id=tenant_id, contract_id=contract_id)), None)
+    return _CONTRACT_LOCKED.first(tenant_id=tenant_id, contract_id=contract_id)
 
 
 # Read at every pass of every drive, twice: compiled once (config.compiled_sql).

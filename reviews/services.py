@@ -253,7 +253,7 @@ def _resume(
         # retries of one Idempotency-Key: the key's record is written in this same
         # transaction, so a retry either sees it or waits for it. The task is read once,
         # locked; the checks below are short (the permission check is one compiled query).
-        task = next(iter(_TASK_LOCKED.fetch(tenant_id=tenant.pk, task_id=task_id)), None)
+        task = _TASK_LOCKED.first(tenant_id=tenant.pk, task_id=task_id)
         if task is None:
             raise NotFound()
         if membership is None or membership.user_id != user.pk or membership.tenant_id != tenant.pk:

@@ -40,7 +40,7 @@ class ApiTokenAuthentication(authentication.TokenAuthentication):
         return self.authenticate_credentials(key)
 
     def authenticate_credentials(self, key: str):
-        token = next(iter(_LIVE_TOKEN_BY_HASH.fetch(key_hash=ApiToken.hash_key(key))), None)
+        token = _LIVE_TOKEN_BY_HASH.first(key_hash=ApiToken.hash_key(key))
         if token is None or not token.user.is_active:
             raise exceptions.AuthenticationFailed("Invalid or revoked token.")
         return (token.user, token)

@@ -11,14 +11,14 @@ from tenants.models import ApiToken, AuditRecord, Membership, Role, Tenant
 def tenant_get_for_member(*, slug: str, user: AbstractBaseUser) -> tuple[Tenant, Membership]:
     """The tenant behind `slug` and the user's membership of it. A tenant the user
     does not belong to is a 404, exactly like one that does not exist."""
-    membership = next(iter(_MEMBERSHIP_BY_SLUG.fetch(slug=slug, user_id=user.pk)), None)
+    membership = _MEMBERSHIP_BY_SLUG.first(slug=slug, user_id=user.pk)
     if membership is None:
         raise NotFound()
     return membership.tenant, membership
 
 
 def membership_get(*, tenant: Tenant, user: AbstractBaseUser) -> Membership | None:
-    return next(iter(_MEMBERSHIP.fetch(tenant_id=tenant.pk, user_id=user.pk)), None)
+    return _MEMBERSHIP.first(tenant_id=tenant.pk, user_id=user.pk)
 
 
 # Read on every tenant request and by every service that checks a role: compiled once

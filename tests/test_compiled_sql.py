@@ -46,7 +46,8 @@ def test_instances_with_their_related_objects_as_the_orm_reads_them(acme, globex
         assert got.tenant.risk_threshold == expected.tenant.risk_threshold
         assert not got._state.adding and got._state.db == "default"
     assert MEMBER.fetch(slug=acme.slug, user_id=globex.admin.user.pk) == []
-    assert MEMBER.fetch(slug="no-such-tenant", user_id=acme.reviewer.user.pk) == []
+    assert MEMBER.first(slug="no-such-tenant", user_id=acme.reviewer.user.pk) is None
+    assert MEMBER.first(slug=acme.slug, user_id=acme.admin.user.pk).role == "admin"
 
 
 def test_values_come_converted_as_the_orm_converts_them(acme, globex):
