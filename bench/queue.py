@@ -241,12 +241,23 @@ def _decision(user_id: int, username: str, at: datetime, task_id: uuid.UUID, ver
                        "decided_by_username": username, "decided_at": at.isoformat(), "task_id": str(task_id)})
 
 
+# As reviews.policies.task_priority gives it to a task neither due soon nor escalated.
+PRIORITY_RISK_WEIGHT = 50
+
+
+def _digest(payload_json: str) -> str:
+    """contracts.graph.runner.interrupt_digest of the payload: what the task shows."""
+    canonical = json.dumps(json.loads(payload_json), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 CONTRACT_COLUMNS = ["id", "tenant_id", "title", "text", "thread_id", "status", "risk_score", "findings", "payments",
                     "amendments", "amended_text", "decision_history", "submitted_by_id", "created_at", "updated_at",
-                    "completed_at", "last_error", "run_lease_owner", "run_lease_until"]
+                    "completed_at", "last_error", "run_lease_owner", "run_lease_until", "run_attempts", "analysis",
+                    "thread_metadata"]
 TASK_COLUMNS = ["id", "tenant_id", "contract_id", "thread_id", "interrupt_id", "kind", "payload", "response_schema",
                 "risk_score", "status", "claimed_by_id", "claim_expires_at", "due_at", "decision", "decided_by_id",
-                "decided_at", "applied_at", "created_at", "updated_at"]
+                "decided_at", "applied_at", "created_at", "updated_at", "payload_digest", "priority", "policy"]
 
 
 def columns_check(conn: psycopg.Connection, table: str, filled: list[str]) -> None:
@@ -363,6 +374,7 @@ def seed_tasks(*, dsn: str, info: dict, n_tasks: int, big_share: float, weeks: i
                         contract_id, tenant["id"], f"Services agreement {counts['contracts']}", variant["text"], thread_id,
                         status, variant["score"], variant["findings_json"], variant["payments_json"],
                         "[]", "", json.dumps(history), people["agent"], created, last, completed, "", "", None,
+                        0, "{}", "{}",
                     ))
                     counts["contracts"] += 1
                     for kind, task_status, t_at, decided_at, verdict, decider in tasks:
@@ -387,6 +399,7 @@ def seed_tasks(*, dsn: str, info: dict, n_tasks: int, big_share: float, weeks: i
                             _decision(decider, usernames[decider], decided_at, task_id, verdict)
                             if task_status == "resolved" else None,
                             decider, decided_at, decided_at, t_at, decided_at or t_at,
+                            _digest(payload), round(PRIORITY_RISK_WEIGHT * variant["score"]), "{}",
                         ))
                         counts["tasks"] += 1
             task_conn.commit()
@@ -418,22 +431,22 @@ def seed_grants(*, dsn: str, big_tenant_id: str, seed: int) -> dict:
         conn.execute("SELECT setseed(%s)", [(seed % 1000) / 1000])
         # A few per-user grants: 0.2% of tasks to the tenant's (non-finance) reviewer...
         user_grants = conn.execute(
-            "INSERT INTO reviews_reviewtaskuserpermission (tenant_id, content_object_id, user_id, permission_id)"
-            " SELECT t.tenant_id, t.id, m.user_id, %s FROM reviews_reviewtask t"
+            "INSERT INTO reviews_reviewtaskuserpermission (tenant_id, content_object_id, user_id, permission_id, membership_id)"
+            " SELECT t.tenant_id, t.id, m.user_id, %s, m.id FROM reviews_reviewtask t"
             " JOIN tenants_membership m ON m.tenant_id = t.tenant_id AND m.role = 'reviewer' AND NOT m.finance_approver"
             " WHERE random() < 0.002", [task_perm]).rowcount
         # ...and 2% of the big tenant's finance tasks to the measured reviewer, who is not
         # a finance approver: the "sparse actionable" query finds exactly these.
         user_grants += conn.execute(
-            "INSERT INTO reviews_reviewtaskuserpermission (tenant_id, content_object_id, user_id, permission_id)"
-            " SELECT t.tenant_id, t.id, m.user_id, %s FROM reviews_reviewtask t"
+            "INSERT INTO reviews_reviewtaskuserpermission (tenant_id, content_object_id, user_id, permission_id, membership_id)"
+            " SELECT t.tenant_id, t.id, m.user_id, %s, m.id FROM reviews_reviewtask t"
             " JOIN tenants_membership m ON m.tenant_id = t.tenant_id AND m.role = 'reviewer' AND NOT m.finance_approver"
             " WHERE t.tenant_id = %s AND t.kind = 'finance' AND random() < 0.02"
             " ON CONFLICT DO NOTHING", [task_perm, big_tenant_id]).rowcount
         # A few thread-wide grants (every task of one contract) to a tenant's senior.
         thread_grants = conn.execute(
-            "INSERT INTO contracts_contractuserpermission (tenant_id, content_object_id, user_id, permission_id)"
-            " SELECT c.tenant_id, c.id, m.user_id, %s FROM contracts_contract c"
+            "INSERT INTO contracts_contractuserpermission (tenant_id, content_object_id, user_id, permission_id, membership_id)"
+            " SELECT c.tenant_id, c.id, m.user_id, %s, m.id FROM contracts_contract c"
             " JOIN tenants_membership m ON m.tenant_id = c.tenant_id AND m.role = 'senior_reviewer'"
             " WHERE random() < 0.001", [thread_perm]).rowcount
         conn.commit()

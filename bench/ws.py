@@ -188,6 +188,7 @@ async def _clients_run(conn, clients: list[dict[str, str]], connect_timeout: flo
 
     latencies: list[float] = []
     first_last: dict[str, list[float]] = {}  # "<slug>:<seq>" -> [first receipt, last receipt]
+    first_ms: dict[str, float] = {}  # "<slug>:<seq>" -> commit -> its first client, ms
     received: list[list[int]] = [[] for _ in clients]
     done = [asyncio.Event() for _ in clients]
     expected: dict[str, int] = {}
@@ -199,8 +200,10 @@ async def _clients_run(conn, clients: list[dict[str, str]], connect_timeout: flo
             message = json.loads(raw)
             if "seq" not in message:
                 continue
-            latencies.append((now - datetime.fromisoformat(message["at"]).timestamp()) * 1000)
+            latency = (now - datetime.fromisoformat(message["at"]).timestamp()) * 1000
+            latencies.append(latency)
             key = f"{slug}:{message['seq']}"
+            first_ms[key] = min(first_ms.get(key, latency), latency)
             span = first_last.setdefault(key, [now, now])
             span[0], span[1] = min(span[0], now), max(span[1], now)
             received[index].append(message["seq"] - start)
@@ -226,7 +229,7 @@ async def _clients_run(conn, clients: list[dict[str, str]], connect_timeout: flo
     for reader in readers:
         reader.cancel()
     await asyncio.gather(*(ws.close() for ws, _ in opened), return_exceptions=True)
-    conn.send(("done", {"latencies": latencies, "first_last": first_last, "missing": missing,
+    conn.send(("done", {"latencies": latencies, "first_last": first_last, "first_ms": first_ms, "missing": missing,
                         "out_of_order": out_of_order, "deliveries": sum(len(r) for r in received)}))
 
 
@@ -374,6 +377,10 @@ def main() -> int:
                 span = spans.setdefault(key, [first, last])
                 span[0], span[1] = min(span[0], first), max(span[1], last)
         spread = [(last - first) * 1000 for first, last in spans.values()]
+        firsts: dict[str, float] = {}
+        for r in results:
+            for key, ms in r["first_ms"].items():
+                firsts[key] = min(firsts.get(key, ms), ms)
         wanted = sum(expected[c["slug"]] for c in clients)
         missing = sum(r["missing"] for r in results)
         print(f"\n  deliveries {sum(r['deliveries'] for r in results)} of {wanted} expected,"
@@ -382,6 +389,8 @@ def main() -> int:
               f"  p99 {percentile(request_ms, 99):.1f}")
         print(f"  fan-out spread per event (first -> last client) ms: p50 {percentile(spread, 50):.1f}"
               f"  p99 {percentile(spread, 99):.1f}  max {max(spread, default=float('nan')):.1f}")
+        slowest = sorted(firsts.items(), key=lambda item: -item[1])[:3]
+        print("  slowest events, commit -> their first client: " + ", ".join(f"{key} {ms:.0f} ms" for key, ms in slowest))
         if servers:
             print(f"  server RSS at end: {' '.join(f'{r:.0f}' for r in server_rss if r is not None)} MiB")
         print(f"\n  commit -> client latency, {len(latencies)} deliveries to {connected} clients:"

@@ -16,6 +16,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from config.ws_origin import AllowedHostsBrowserOriginValidator  # noqa: E402
 from reviews.routing import websocket_urlpatterns  # noqa: E402
 
+from config.gc_tuning import gc_tune_for_serving  # noqa: E402
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
@@ -26,3 +28,5 @@ application = ProtocolTypeRouter(
         "websocket": AllowedHostsBrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+gc_tune_for_serving()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
+from config.gc_tuning import gc_tune_for_serving
 from contracts.worker import WakeableWorker, scheduler_start
 
 
@@ -25,6 +26,7 @@ class Command(DbWorkerCommand):
     def handle(self, *, verbosity, queue_name, interval, batch, backend_name, startup_delay, reload,
                max_tasks, worker_id, exclude_queues, scheduler, **options) -> None:
         self.configure_logging(verbosity)
+        gc_tune_for_serving()
         worker = WakeableWorker(
             queue_names=queue_name.split(","),
             interval=interval,
