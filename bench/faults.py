@@ -121,7 +121,7 @@ class Run:
                 if status == 202:
                     with self.lock:
                         self.accepted.append(json.loads(body)["id"])
-                status, headers, body = reviewer.call("GET", f"/api/v1/tenants/{slug}/reviews/?status=pending&page_size=5")
+                status, headers, body = reviewer.call("GET", f"/api/v1/tenants/{slug}/reviews/?status=pending&actionable=true&page_size=5")
                 self.note(status, headers, body)
                 for task in json.loads(body)["results"] if status == 200 else []:
                     self.note(*reviewer.call("POST", f"/api/v1/tenants/{slug}/reviews/{task['id']}/resume/",
