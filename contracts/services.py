@@ -125,9 +125,10 @@ def contract_thread_metadata_update(*, tenant: Tenant, contract_id: UUID | str, 
 def thread_run_create(
     *,
     tenant: Tenant,
-    contract_id: UUID | str,
+    contract_id: UUID | str | None,
     user: AbstractBaseUser,
     via: str,
+    create_thread: bool = False,
     input: dict[str, str] | None = None,
     answers: dict[str, dict] | None = None,
     bare: dict | None = None,
@@ -146,13 +147,17 @@ def thread_run_create(
     picks it up before giving the lease back), unless the client asked for
     multitask_strategy="reject", which refuses it while the thread is busy.
 
+    `create_thread` (with `input`): a thread that does not exist (`contract_id` None, or
+    a client's own id not taken yet) is made for the run, in the run's transaction, after
+    the replay check, so a retry makes no second thread.
+
     `idempotency` (key, request fingerprint): a retry of a request gets its first run
     back (returns (run, True)); a concurrent duplicate loses the race for the task rows
     and then finds the first one's run. Returns (run, replayed)."""
-    contract = Contract.objects.filter(tenant=tenant, pk=contract_id).first()
-    if contract is None:
-        raise NotFound()
-    if multitask_strategy == "reject" and contract_thread_status(contract=contract) == "busy":
+    contract = Contract.objects.filter(tenant=tenant, pk=contract_id).first() if contract_id is not None else None
+    if contract is None and not (create_thread and input is not None):
+        raise NotFound(f"Thread {contract_id} not found.")
+    if contract is not None and multitask_strategy == "reject" and contract_thread_status(contract=contract) == "busy":
         raise Conflict("Thread is already running a task; wait for it to finish or use multitask_strategy='enqueue'.",
                        extra={"reason": "multitask_reject"})
     with transaction.atomic():
@@ -161,6 +166,8 @@ def thread_run_create(
             if replay is not None:
                 return replay, True
         try:
+            if contract is None:
+                contract = contract_thread_create(tenant=tenant, created_by=user, metadata={}, contract_id=contract_id)
             if input is not None:
                 contract_input_submit(tenant=tenant, contract_id=contract.pk, submitted_by=user, **input)
                 kind, task_ids = RunKind.INPUT, []

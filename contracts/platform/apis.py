@@ -391,15 +391,17 @@ def idempotency_of(request: Request) -> tuple[str, str] | None:
     return key, request_fingerprint(request)
 
 
-def run_request(view: PlatformView, *, contract: Contract, data: dict, answers_for=None) -> tuple[Run, bool]:
+def run_request(view: PlatformView, *, contract_id: UUID | None, data: dict, answers_for=None,
+                create_thread: bool = False) -> tuple[Run, bool]:
     """Carry out a validated run request on the contract's thread: the contract's input
     (submitters) or review decisions (deciders; each one checked by the resume service).
     `answers_for`: how the prefix turns command.resume into decisions (the native one
-    takes ours as they are; Agent Inbox's translates its HumanResponse)."""
+    takes ours as they are; Agent Inbox's translates its HumanResponse). `create_thread`:
+    the thread is made for an input run when it does not exist (thread_run_create)."""
     request = view.request
     common = dict(
         tenant=view.tenant,
-        contract_id=contract.pk,
+        contract_id=contract_id,
         user=request.user,
         via=view.via,
         metadata=data.get("metadata") or {},
@@ -409,7 +411,7 @@ def run_request(view: PlatformView, *, contract: Contract, data: dict, answers_f
     )
     if data.get("input") is not None:
         view.role_check(SUBMITTING_ROLES, "submit a contract")
-        return thread_run_create(**common, input=data["input"])
+        return thread_run_create(**common, input=data["input"], create_thread=create_thread)
     view.role_check(DECIDING_ROLES, "decide reviews")
     answers, bare = (answers_for or resume_split)(data["command"]["resume"])
     try:
@@ -526,22 +528,13 @@ class _RunCreateView(PlatformView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         assistant_check(data["assistant_id"])
-        if thread_id is None:  # a run without a thread: the thread is made for it
-            if data.get("input") is None:
-                raise BadRequest("You must provide a thread_id when resuming.")
-            self.role_check(SUBMITTING_ROLES, "submit a contract")
-            contract = contract_thread_create(tenant=self.tenant, created_by=self.request.user, metadata={})
-        else:
-            contract = contract_thread_list(tenant=self.tenant, ids=[thread_id]).first()
-            if contract is None:
-                if data.get("if_not_exists") != "create" or data.get("input") is None:
-                    raise NotFound(f"Thread {thread_id} not found.")
-                self.role_check(SUBMITTING_ROLES, "submit a contract")
-                contract = contract_thread_create(
-                    tenant=self.tenant, created_by=self.request.user, metadata={}, contract_id=thread_id
-                )
-        run, _ = run_request(self, contract=contract, data=data)
-        return run, contract, data
+        if thread_id is None and data.get("input") is None:
+            raise BadRequest("You must provide a thread_id when resuming.")
+        # A run without a thread, or on a thread id it may create, gets its thread made
+        # by the run's own service (once, also when the request is retried).
+        run, _ = run_request(self, contract_id=thread_id, data=data,
+                             create_thread=thread_id is None or data.get("if_not_exists") == "create")
+        return run, run.contract, data
 
     def poll(self, contract: Contract, run: Run):
         tenant = self.tenant

@@ -319,11 +319,10 @@ class _InboxRunView(InboxView):
                 "contracts through the /langgraph/ prefix.",
                 fields={"input": ["Not accepted here."]},
             )
-        contract = contract_thread_get(tenant=self.tenant, contract_id=task.contract_id)
         # Agent Inbox answers with a bare value: it is this thread's (this task's) one interrupt.
         run, _ = run_request(
             self,
-            contract=contract,
+            contract_id=task.contract_id,
             data=data,
             answers_for=lambda resume: ({task.interrupt_id: decision_from_responses(resume, task)}, None),
         )

@@ -9,7 +9,7 @@ import uuid
 import pytest
 from django.test import override_settings
 
-from contracts.models import ContractStatus, Run
+from contracts.models import Contract, ContractStatus, Run
 from contracts.platform.serializers import ASSISTANT_ID
 from reviews.models import QueueEvent, ReviewTask
 from tenants.models import AuditRecord
@@ -408,6 +408,22 @@ def test_an_idempotency_key_replays_the_run(acme):
         HTTP_IDEMPOTENCY_KEY="k-1",
     )
     assert (other.status_code, other.json()["code"]) == (422, "idempotency_key_reused")
+
+
+def test_a_retried_run_without_a_thread_makes_one_thread_and_gets_its_run_back(acme):
+    payload = {"assistant_id": GRAPH, "input": {"contract_text": HIGH_RISK_TEXT, "title": "Retried"}}
+    first = call(acme.agent, acme, "post", "runs", payload, HTTP_IDEMPOTENCY_KEY="stateless-1")
+    retry = call(acme.agent, acme, "post", "runs", payload, HTTP_IDEMPOTENCY_KEY="stateless-1")
+    assert first.status_code == retry.status_code == 200
+    assert retry.json()["run_id"] == first.json()["run_id"]
+    assert retry.json()["thread_id"] == first.json()["thread_id"]
+    waited = call(acme.agent, acme, "post", "runs/wait", payload, HTTP_IDEMPOTENCY_KEY="stateless-2")
+    waited_again = call(acme.agent, acme, "post", "runs/wait", payload, HTTP_IDEMPOTENCY_KEY="stateless-2")
+    output, replayed = body(waited), body(waited_again)  # a streamed body reads once
+    assert "__interrupt__" in output and replayed == output
+    # Two requests that made a thread each, two retries that made none.
+    assert Contract.objects.filter(tenant=acme.tenant).count() == 2
+    assert Run.objects.filter(tenant=acme.tenant).count() == 2
 
 
 def test_an_in_flight_run_queues_a_resume_unless_the_client_asks_to_reject(acme):
