@@ -233,3 +233,17 @@ def receiver(*, answer: Callable[[int], int] = lambda index: 200, hang: bool = F
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def url_patterns_walk(patterns=None, prefix: str = "", converters: frozenset[str] = frozenset()):
+    """Every URL pattern of the project (the route matrices discover routes with it):
+    (pattern, its full route, the names of its path converters)."""
+    from django.urls import URLPattern, URLResolver, get_resolver
+
+    for pattern in get_resolver().url_patterns if patterns is None else patterns:
+        route = prefix + str(pattern.pattern)
+        names = converters | frozenset(getattr(pattern.pattern, "converters", {}))
+        if isinstance(pattern, URLResolver):
+            yield from url_patterns_walk(pattern.url_patterns, route, names)
+        elif isinstance(pattern, URLPattern):
+            yield pattern, route, names

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import pytest
 from django.test import TestCase
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 from rest_framework.test import APIClient
 
 from contracts.models import Contract, ContractGroupPermission, ContractUserPermission
@@ -38,6 +38,7 @@ from tenants.models import DECIDING_ROLES, ApiToken, AuditRecord, Membership, Ro
 from tenants.services import membership_set
 from tests.conftest import Member
 from tests.factories import HIGH_RISK_LARGE_PAYMENT_TEXT, LOW_RISK_TEXT, member_create
+from tests.support import url_patterns_walk
 from tests.tenants.module_worlds import committed_worlds
 
 API_PREFIX = "api/v1/"
@@ -219,20 +220,10 @@ class Route:
     kwargs: frozenset[str]
 
 
-def _walk(patterns, prefix: str = "", converters: frozenset[str] = frozenset()):
-    for pattern in patterns:
-        route = prefix + str(pattern.pattern)
-        names = converters | frozenset(getattr(pattern.pattern, "converters", {}))
-        if isinstance(pattern, URLResolver):
-            yield from _walk(pattern.url_patterns, route, names)
-        elif isinstance(pattern, URLPattern):
-            yield pattern, route, names
-
-
 def api_routes() -> dict[str, Route]:
     """Every named pattern under /api/v1/, with its view class and the methods it implements."""
     routes = {}
-    for pattern, route, kwargs in _walk(get_resolver().url_patterns):
+    for pattern, route, kwargs in url_patterns_walk():
         if not route.startswith(API_PREFIX):
             continue
         view_class = getattr(pattern.callback, "view_class", None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from contracts.models import Contract, Run
 from contracts.services import contract_thread_create, thread_run_create
@@ -22,6 +22,7 @@ from reviews.models import ReviewTask
 from tenants.models import AuditRecord
 from tests.contracts.platform.flow import GRAPH, client
 from tests.factories import HIGH_RISK_LARGE_PAYMENT_TEXT, LOW_RISK_TEXT
+from tests.support import url_patterns_walk
 from tests.tenants.module_worlds import committed_worlds
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
@@ -146,19 +147,9 @@ class Route:
     kwargs: frozenset[str]
 
 
-def _walk(patterns, prefix: str = "", converters: frozenset[str] = frozenset()):
-    for pattern in patterns:
-        route = prefix + str(pattern.pattern)
-        names = converters | frozenset(getattr(pattern.pattern, "converters", {}))
-        if isinstance(pattern, URLResolver):
-            yield from _walk(pattern.url_patterns, route, names)
-        elif isinstance(pattern, URLPattern):
-            yield pattern, route, names
-
-
 def routes() -> dict[str, Route]:
     found = {}
-    for pattern, route, kwargs in _walk(get_resolver().url_patterns):
+    for pattern, route, kwargs in url_patterns_walk():
         if route.startswith(PREFIXES):
             view = pattern.callback.view_class
             methods = frozenset(m.upper() for m in view.http_method_names if m != "options" and hasattr(view, m))
