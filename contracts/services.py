@@ -27,7 +27,7 @@ from contracts.graph import faults, runner
 from contracts.graph.runner import RunSnapshot
 from contracts.models import FINAL_STATUSES, Contract, ContractStatus, Run, RunKind
 from contracts.selectors import contract_thread_status
-from contracts.tasks import contract_drive_enqueue
+from contracts.tasks import contract_drive_enqueue, contract_drives_waiting
 from reviews import events
 from reviews.selectors import UnappliedDecision, review_decisions_unapplied, review_decisions_unapplied_contracts
 from reviews.services import (
@@ -399,14 +399,15 @@ def _run_outcome_record(*, work: _Work, before: RunSnapshot, after: RunSnapshot,
             if contract.status in FINAL_STATUSES:
                 contract.completed_at = now
         moved = after.checkpoint_id != before.checkpoint_id or bool(consumed)
-        if moved:
-            contract.run_attempts, contract.retry_at = 0, None
-            contract.last_error = ""
-
         sent = frozenset(_answers(work, before)) if contract.status != ContractStatus.CANCELLED else frozenset()
         work_next, stuck = _work_plan(
             contract, work=work, sent=sent, after=after, decisions=decisions, moved=moved, owner=owner
         )
+        if moved and stuck is None:
+            # Progress clears the failures counted so far; a drive that moved at every
+            # pass and still did not end (stuck) keeps counting, so it fails in the end.
+            contract.run_attempts, contract.retry_at = 0, None
+            contract.last_error = ""
         if stuck is not None:
             logger.warning("contract %s: drive stopped: %s", contract.pk, stuck)
             contract_retry_schedule(contract, reason=f"DriveStuck: {stuck}", counts=True, now=now)
@@ -495,8 +496,15 @@ def contract_retry_schedule(contract: Contract, *, reason: str, counts: bool, no
     if counts:
         contract.run_attempts += 1
     if counts and contract.run_attempts >= settings.RUN_RETRY_ATTEMPTS:
-        contract.status = ContractStatus.FAILED
         contract.retry_at = None
+        if contract.status in FINAL_STATUSES:
+            # Its outcome is decided (a cancel whose thread would not end): it keeps it,
+            # and last_error says what was left undone. Not `failed`, which a retry
+            # would bring back to life.
+            logger.error("contract %s stays %s after %s attempts: %s", contract.pk, contract.status,
+                         contract.run_attempts, contract.last_error)
+            return
+        contract.status = ContractStatus.FAILED
         audit_record(tenant=contract.tenant, actor=None, action="contract.failed", via=AuditRecord.Interface.SYSTEM,
                      target=contract, data={"attempts": contract.run_attempts, "error": contract.last_error})
         events.event_emit(tenant_id=contract.tenant_id, type=events.CONTRACT_FAILED, contract=contract)
@@ -612,7 +620,9 @@ def contracts_recover(*, now: datetime | None = None) -> list[UUID]:
         pk__in=review_decisions_unapplied_contracts(decided_before=stale)
     ).exclude(status__in=[*FINAL_STATUSES, ContractStatus.FAILED]).filter(free, retry_at__isnull=True)
     queued: list[UUID] = []
-    seen: set[UUID] = set()
+    # A contract whose drive waits in the queue already gets no second one: when the
+    # queue is behind, queuing again at every call would only make it longer.
+    seen: set[UUID] = set(contract_drives_waiting())
     for queryset in (lease_expired, retry_due, in_flight, undecided):
         for tenant_id, contract_id in queryset.values_list("tenant_id", "pk")[:1000]:
             if contract_id in seen:

@@ -8,6 +8,7 @@ from uuid import UUID
 from django.db import transaction
 from django_tasks import task
 from django_tasks_db.backend import DatabaseBackend
+from django_tasks_db.models import DBTaskResult
 
 
 @task()
@@ -38,3 +39,12 @@ def contract_drive_enqueue(*, tenant_id: UUID, contract_id: UUID) -> None:
         enqueue()
     else:
         transaction.on_commit(enqueue)
+
+
+def contract_drives_waiting() -> list[UUID]:
+    """The contracts whose drive is queued and not started yet (the database backend;
+    no other backend keeps a queue to look at)."""
+    if not drives_queued_in_transaction():
+        return []
+    waiting = DBTaskResult.objects.ready().filter(task_path=contract_drive_task.module_path)
+    return [UUID(args["kwargs"]["contract_id"]) for args in waiting.values_list("args_kwargs", flat=True)]

@@ -11,6 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError
 from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
 from langgraph.types import Command
 
 from contracts import services
@@ -254,3 +255,33 @@ def test_recovery_queues_each_contract_left_behind_once(acme, settings):
     assert fresh.pk not in queued
     # The due retry was claimed: the next round does not queue it again.
     assert due.pk not in services.contracts_recover(now=now)
+
+
+def test_recovery_queues_no_second_drive_for_a_contract_whose_drive_still_waits(acme, settings):
+    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # a queue nobody works
+    now = timezone.now()
+    waiting = lost_submit(acme, HIGH_RISK_TEXT)  # its drive is in the queue, the queue is behind
+    lost = lost_submit(acme, HIGH_RISK_TEXT)
+    DBTaskResult.objects.filter(args_kwargs__kwargs__contract_id=str(lost.pk)).delete()  # its message was lost
+    Contract.objects.filter(pk__in=[waiting.pk, lost.pk]).update(updated_at=now - timedelta(minutes=5))
+
+    assert services.contracts_recover(now=now) == [lost.pk]
+    # Its new drive waits now too: the next rounds queue nothing until the queue moves.
+    assert services.contracts_recover(now=now) == []
+    assert DBTaskResult.objects.ready().count() == 2
+
+
+def test_a_cancelled_contract_whose_thread_will_not_end_stays_cancelled(acme, settings):
+    settings.TASKS = LOST_MESSAGES
+    settings.RUN_RETRY_ATTEMPTS = 2
+    contract = lost_submit(acme, HIGH_RISK_TEXT)
+    Contract.objects.filter(pk=contract.pk).update(status="cancelled", run_attempts=1)
+    contract = Contract.objects.select_related("tenant").get(pk=contract.pk)
+    events_before = QueueEvent.objects.filter(tenant=acme.tenant).count()
+
+    services.contract_retry_schedule(contract, reason="DriveStuck: the cancelled thread did not end", counts=True,
+                                     now=timezone.now())
+
+    assert (contract.status, contract.retry_at, contract.run_attempts) == ("cancelled", None, 2)
+    assert contract.last_error.startswith("DriveStuck")
+    assert QueueEvent.objects.filter(tenant=acme.tenant).count() == events_before  # no contract.failed
