@@ -390,6 +390,9 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+# The admin shows a new webhook secret once, in a message: kept in the session, not in
+# Django's default message cookie (signed, not encrypted, and seen by every proxy log).
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
 # The header a trusted proxy sets to the client's scheme, e.g. X-Forwarded-Proto. Set it
 # only behind a proxy that overwrites that header: a client could otherwise claim https.

@@ -58,9 +58,19 @@ def webhook_signature(*, secret: str, msg_id: str, timestamp: int, body: bytes) 
 _LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal", ".home.arpa")
 
 
+# IPv6 ranges that carry an IPv4 address to somewhere else: the IPv4-compatible form,
+# NAT64 (well-known and local-use) prefixes. Python counts some of them as global, while
+# the packet may end at 127.0.0.1 or a private address behind a translator.
+_IPV4_CARRIERS = tuple(ipaddress.ip_network(n) for n in ("::/96", "64:ff9b::/96", "64:ff9b:1::/48"))
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = [address.ipv4_mapped, address.sixtofour, *(address.teredo or ())]
+        if any(address in carrier for carrier in _IPV4_CARRIERS):
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF))
+        if not all(_public(v4) for v4 in embedded if v4 is not None):
+            return False
     return address.is_global and not address.is_multicast
 
 

@@ -169,11 +169,12 @@ def webhook_body(*, tenant_slug: str, event: QueueEvent) -> str:
 
 
 def webhook_deliveries_fan_out(*, now: datetime | None = None, batch_size: int = FAN_OUT_BATCH) -> int:
-    """Turn the events past every active endpoint's cursor into deliveries. Returns how
-    many deliveries were created."""
+    """Turn the events past every endpoint's cursor into deliveries, a paused endpoint's
+    too (they wait for it: sending skips it, and the log they come from is pruned after
+    QUEUE_EVENT_RETENTION_DAYS). Returns how many deliveries were created."""
     now = now or timezone.now()
     behind = list(
-        WebhookEndpoint.objects.filter(is_active=True, last_seq__lt=F("tenant__event_seq")).values_list("tenant_id", "pk")
+        WebhookEndpoint.objects.filter(last_seq__lt=F("tenant__event_seq")).values_list("tenant_id", "pk")
     )
     created = 0
     for tenant_id, endpoint_id in behind:
@@ -182,7 +183,7 @@ def webhook_deliveries_fan_out(*, now: datetime | None = None, batch_size: int =
             # here waits, then reads the moved cursor and finds nothing left to do.
             endpoint = (
                 WebhookEndpoint.objects.select_for_update(of=("self",), no_key=True).select_related("tenant")
-                .filter(tenant_id=tenant_id, pk=endpoint_id, is_active=True).first()
+                .filter(tenant_id=tenant_id, pk=endpoint_id).first()
             )
             if endpoint is None:
                 continue

@@ -89,6 +89,11 @@ def test_an_admin_registers_an_endpoint_and_sees_its_secret_once(acme):
     ({"url": "https://10.1.2.3/hook", "event_types": TYPES}, "url"),  # private
     ({"url": "https://169.254.169.254/latest/meta-data", "event_types": TYPES}, "url"),  # link-local (cloud metadata)
     ({"url": "https://[::1]/hook", "event_types": TYPES}, "url"),
+    # IPv6 forms that carry 127.0.0.1: 6to4, NAT64, IPv4-compatible, IPv4-mapped
+    ({"url": "https://[2002:7f00:1::]/hook", "event_types": TYPES}, "url"),
+    ({"url": "https://[64:ff9b::7f00:1]/hook", "event_types": TYPES}, "url"),
+    ({"url": "https://[::7f00:1]/hook", "event_types": TYPES}, "url"),
+    ({"url": "https://[::ffff:127.0.0.1]/hook", "event_types": TYPES}, "url"),
     ({"url": "http://localhost:9000/hook", "event_types": TYPES}, "url"),
     ({"url": "https://user:pw@hooks.example.com/", "event_types": TYPES}, "url"),
     ({"url": "ftp://hooks.example.com/", "event_types": TYPES}, "url"),
@@ -306,6 +311,18 @@ def test_an_endpoint_gets_the_events_after_it_was_registered_and_counts_what_was
     assert webhook_deliveries_fan_out() == 0
     row.refresh_from_db()
     assert row.events_missed == 1 and row.last_seq == Tenant.objects.get(pk=acme.tenant.pk).event_seq
+
+
+@pytest.mark.django_db
+def test_a_paused_endpoint_collects_its_deliveries_and_gets_them_once_active(acme, settings):
+    settings.WEBHOOK_ALLOW_PRIVATE_URLS = True
+    endpoint = register(acme, "https://hooks.example.com/acme", ["review.created"])
+    WebhookEndpoint.objects.filter(pk=endpoint["id"]).update(is_active=False)
+    submit(acme, HIGH_RISK_TEXT)
+    assert webhook_deliveries_fan_out() == 1  # kept for it, not lost when the log is pruned
+    row = WebhookEndpoint.objects.get(pk=endpoint["id"])
+    assert row.last_seq == Tenant.objects.get(pk=acme.tenant.pk).event_seq and row.events_missed == 0
+    assert delivery_of(endpoint["id"]).attempts == 0
 
 
 @postgresql_only
