@@ -581,7 +581,7 @@ class _ResumeGrantAdmin(TenantScopedAdmin):
                 if target is None or holder is None:
                     return cleaned
                 if holder_field == "user":
-                    refusal = resume_grant_refusal(tenant=target.tenant, user=holder)
+                    refusal = resume_grant_refusal(tenant=target.tenant, user=holder, target=target)
                     if refusal:
                         self.add_error("user", f"{refusal}.")
                 if holder_field == "group" and holder.tenant_group.tenant_id != target.tenant_id:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 from django.contrib.auth.models import AbstractBaseUser, Group
@@ -437,16 +438,27 @@ def review_task_bulk_refusal(*, task: ReviewTask) -> str | None:
     return None
 
 
-def resume_grant_refusal(*, tenant: Tenant, user: AbstractBaseUser) -> str | None:
-    """Why a resume grant to `user` would be refused (None: it may be given): a member
-    whose role never decides (a viewer, an agent) would hold a grant that does nothing,
-    which reads as if they could act."""
-    membership = Membership.objects.filter(tenant=tenant, user=user).first()
+def resume_grant_refusal(*, tenant: Tenant, user: AbstractBaseUser, target: Any = None) -> str | None:
+    """Why a resume grant to `user` (on `target`, when known) would be refused (None: it
+    may be given): a member whose role never decides (a viewer, an agent) would hold a
+    grant that does nothing, which reads as if they could act; a critical sign-off goes
+    only to the tenant's sign-off role or an admin, as a reassign does."""
+    membership = Membership.objects.select_related("tenant").filter(tenant=tenant, user=user).first()
     if membership is None:
         return "not a member of this tenant"
     if membership.role not in DECIDING_ROLES:
         return (f"{user.get_username()} is a {membership.get_role_display().lower()}: that role never decides "
                 "review tasks, so the grant would do nothing; change the role first")
+    if isinstance(target, ReviewTask):
+        return signoff_role_refusal(task=target, membership=membership)
+    return None
+
+
+def signoff_role_refusal(*, task: ReviewTask, membership: Membership) -> str | None:
+    """A critical sign-off is decided by the tenant's sign-off role or an admin, whoever
+    is given it (a grant, a reassign)."""
+    if task.kind == ReviewKind.SIGNOFF and membership.role not in {Role.ADMIN, membership.tenant.signoff_role}:
+        return "a critical sign-off goes only to the tenant's sign-off role or an admin"
     return None
 
 

@@ -50,6 +50,7 @@ from reviews.selectors import (
     review_task_get,
     review_tasks_of_thread,
     review_tasks_pending_for_thread,
+    signoff_role_refusal,
 )
 from tenants.models import DECIDING_ROLES, Membership, Role, Tenant, TenantGroup
 from tenants.routing import review_team_for
@@ -650,7 +651,7 @@ def resume_permission_set(
     membership = Membership.objects.filter(tenant=tenant, user=user).first() if user is not None else None
     if user is not None and membership is None:
         raise InvalidInput("user: not a member of this tenant.", fields={"user": ["Not a member of this tenant."]})
-    refusal = resume_grant_refusal(tenant=tenant, user=user) if user is not None and grant else None
+    refusal = resume_grant_refusal(tenant=tenant, user=user, target=target) if user is not None and grant else None
     if refusal:
         raise InvalidInput(f"user: {refusal}.", fields={"user": [f"{refusal}."]})
     if group is not None and not TenantGroup.objects.filter(tenant=tenant, group=group).exists():
@@ -744,12 +745,11 @@ def review_task_assignee_problem(*, task: ReviewTask, membership: Membership) ->
         return f"The role {membership.role} may not decide review tasks."
     if not membership.user.is_active:
         return "This account is deactivated."
-    if task.kind == ReviewKind.SIGNOFF:
-        allowed = {Role.ADMIN, membership.tenant.signoff_role}
-        if membership.role not in allowed:
-            return "A critical sign-off goes only to the tenant's sign-off role or an admin."
-        if review_task_four_eyes_blocks(task=task, user=membership.user):
-            return "Four eyes: this member gave the legal approval the sign-off must be independent of."
+    refusal = signoff_role_refusal(task=task, membership=membership)
+    if refusal:
+        return refusal[0].upper() + refusal[1:] + "."
+    if task.kind == ReviewKind.SIGNOFF and review_task_four_eyes_blocks(task=task, user=membership.user):
+        return "Four eyes: this member gave the legal approval the sign-off must be independent of."
     return None
 
 

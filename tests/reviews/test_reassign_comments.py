@@ -84,6 +84,20 @@ def test_reassign_of_a_sign_off_respects_its_role_and_four_eyes(acme):
     assert reassign(acme.admin, acme, signoff, acme.admin.user.username).status_code == 200
 
 
+def test_a_grant_of_a_sign_off_respects_its_role_as_a_reassign_does(acme):
+    contract = submit(acme, CRITICAL_RISK_TEXT)
+    resume(acme.senior, acme, pending(contract)["legal"])
+    signoff = pending(contract)["signoff"]
+    response = acme.admin.client.post(acme.url(f"reviews/{signoff.pk}/grants/"),
+                                      {"user": acme.reviewer2.user.username}, format="json")
+    assert_invalid(response, "user")
+    assert "sign-off role" in response.json()["error"]["message"]
+    assert not ReviewTaskUserPermission.objects.filter(content_object=signoff).exists()
+    ok = acme.admin.client.post(acme.url(f"reviews/{signoff.pk}/grants/"), {"user": acme.admin.user.username},
+                                format="json")
+    assert ok.status_code == 200, ok.content
+
+
 def test_reassign_of_a_decided_task_is_409(acme):
     task = pending(submit(acme, HIGH_RISK_TEXT))["legal"]
     resume(acme.reviewer, acme, task)
