@@ -22,6 +22,7 @@ redirects are never followed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -134,10 +135,25 @@ class Attempt:
     duration_ms: int
 
 
+async def _exchange(target: str, *, body: bytes, headers: dict, extensions: dict, timeout: float) -> tuple[int, bytes]:
+    """The request and the start of the answer: (status, up to RESPONSE_EXCERPT_BYTES)."""
+    # A client per attempt: nothing pooled outlives it, and no environment proxy
+    # (trust_env=False) can route a receiver's traffic somewhere else.
+    async with httpx.AsyncClient(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False) as client:
+        async with client.stream("POST", target, content=body, headers=headers, extensions=extensions) as response:
+            excerpt = b""
+            async for chunk in response.aiter_raw():
+                excerpt += chunk
+                if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
+                    break
+            return response.status_code, excerpt
+
+
 def webhook_post(*, url: str, secret: str, msg_id: str, body: bytes, timeout: float, allow_private: bool) -> Attempt:
     """POST one signed delivery. Never raises: the outcome says what happened. Only a 2xx
-    answer succeeds; anything else, an unreachable host, a timeout (of the connect, the
-    send, or any read), a refused address, is a failed attempt, to be retried."""
+    answer succeeds; anything else, an unreachable host, a timeout (the whole attempt,
+    and each connect, send or read in it, is bounded by `timeout`), a refused address, is
+    a failed attempt, to be retried."""
     started = time.monotonic()
 
     def done(ok: bool, status_code: int | None, error: str) -> Attempt:
@@ -169,17 +185,12 @@ def webhook_post(*, url: str, secret: str, msg_id: str, body: bytes, timeout: fl
     }
     extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
     try:
-        # A client per attempt: nothing pooled outlives it, and no environment proxy
-        # (trust_env=False) can route a receiver's traffic somewhere else.
-        with httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False, trust_env=False) as client:
-            with client.stream("POST", target, content=body, headers=headers, extensions=extensions) as response:
-                excerpt = b""
-                for chunk in response.iter_raw():
-                    excerpt += chunk
-                    if len(excerpt) >= RESPONSE_EXCERPT_BYTES:
-                        break
-                status = response.status_code
-    except httpx.TimeoutException as exc:
+        # httpx's timeouts bound each read, so a receiver trickling a byte at a time would
+        # hold a sender thread for ever: the whole attempt is bounded too, in an event
+        # loop of its own, where cancelling it is reliable.
+        status, excerpt = asyncio.run(asyncio.wait_for(
+            _exchange(target, body=body, headers=headers, extensions=extensions, timeout=timeout), timeout))
+    except (TimeoutError, httpx.TimeoutException) as exc:
         return done(False, None, f"timeout after {timeout:g} s ({type(exc).__name__})")
     except httpx.HTTPError as exc:
         return done(False, None, f"{type(exc).__name__}: {exc}")

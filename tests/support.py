@@ -185,18 +185,21 @@ class Received:
 class Receiver:
     """A real HTTP server on a free local port, in a thread of this process. `answer`
     gives the status of each request from its index (0, 1, ...); `hang` makes every
-    request wait, unanswered, until `release` is set (or the server stops)."""
+    request wait, unanswered, until `release` is set (or the server stops); `trickle`
+    answers a byte at a time, one every 0.2 s, until then."""
 
     url: str
     requests: list[Received] = field(default_factory=list)
     answer: Callable[[int], int] = lambda index: 200
     hang: bool = False
+    trickle: bool = False
     release: threading.Event = field(default_factory=threading.Event)
     arrived: threading.Event = field(default_factory=threading.Event)
 
 
 @contextmanager
-def receiver(*, answer: Callable[[int], int] = lambda index: 200, hang: bool = False, path: str = "/hook") -> Iterator[Receiver]:
+def receiver(*, answer: Callable[[int], int] = lambda index: 200, hang: bool = False, trickle: bool = False,
+             path: str = "/hook") -> Iterator[Receiver]:
     box: dict[str, Receiver] = {}
     lock = threading.Lock()
 
@@ -211,6 +214,12 @@ def receiver(*, answer: Callable[[int], int] = lambda index: 200, hang: bool = F
             state.arrived.set()
             if state.hang:
                 state.release.wait()
+            if state.trickle:
+                for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"." * 10_000:
+                    if state.release.wait(0.2):
+                        return
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
             status = state.answer(index)
             self.send_response(status)
             self.send_header("Content-Type", "text/plain")
@@ -222,7 +231,8 @@ def receiver(*, answer: Callable[[int], int] = lambda index: 200, hang: bool = F
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    state = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}{path}", answer=answer, hang=hang)
+    state = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}{path}", answer=answer, hang=hang,
+                     trickle=trickle)
     box["state"] = state
     thread = threading.Thread(target=server.serve_forever, name="webhook-receiver", daemon=True)
     thread.start()

@@ -18,6 +18,7 @@ from django.test import Client
 from django.utils import timezone
 
 from reviews.models import QueueEvent, WebhookDelivery, WebhookEndpoint
+from reviews.webhook_transport import webhook_post, webhook_secret_new
 from reviews.webhooks import webhook_deliveries_dispatch, webhook_deliveries_fan_out, webhook_deliveries_run
 from tenants.models import AuditRecord, Tenant
 from tests.api_flow import pending, submit
@@ -280,6 +281,14 @@ def test_a_request_past_its_timeout_is_a_failed_attempt(acme, local_receivers):
         delivery = delivery_of(endpoint["id"])
         assert delivery.status == "pending" and delivery.last_error.startswith("timeout after 1 s")
         assert delivery.last_status_code is None
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_timeout():
+    with receiver(trickle=True) as hook:
+        attempt = webhook_post(url=hook.url, secret=webhook_secret_new(), msg_id="msg_trickle", body=b"{}",
+                               timeout=1, allow_private=True)
+    assert not attempt.ok and attempt.error.startswith("timeout after 1 s")
+    assert attempt.duration_ms < 3000  # one byte every 0.2 s would have kept it for 2,000 s
 
 
 @pytest.mark.django_db(transaction=True)
