@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.http import HttpResponseRedirect
 from django.utils.html import format_html
 
 from config.api_errors import ApplicationError
@@ -26,6 +27,33 @@ from reviews.webhooks import (
 from tenants.admin import ADMIN_ROLES, PEOPLE_ROLES, TenantScopedAdmin, tenant_ids_for
 from tenants.models import DECIDING_ROLES
 from tenants.selectors import membership_get
+
+class ServiceWritesAdmin(TenantScopedAdmin):
+    """An admin whose saves and deletes go through a service. A refusal there (a race
+    the form could not see, a role the service itself refuses) rolls the write back and
+    is the page's one message: never beside Django's "saved", never logged as done."""
+
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApplicationError as exc:
+            messages.error(request, f"Not saved: {exc.message}")
+            return HttpResponseRedirect(request.get_full_path())
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ApplicationError as exc:
+            messages.error(request, f"Not deleted: {exc.message}")
+            return HttpResponseRedirect(request.get_full_path())
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except ApplicationError as exc:  # an action's write (delete selected, rotate a secret)
+            messages.error(request, f"Not done: {exc.message}")
+            return HttpResponseRedirect(request.get_full_path())
+
 
 # --- Review policies --------------------------------------------------------------------
 
@@ -53,7 +81,7 @@ class ReviewPolicyForm(forms.ModelForm):
 
 
 @admin.register(ReviewPolicy)
-class ReviewPolicyAdmin(TenantScopedAdmin):
+class ReviewPolicyAdmin(ServiceWritesAdmin):
     view_roles = change_roles = add_roles = delete_roles = ADMIN_ROLES
     form = ReviewPolicyForm
     list_display = ["kind", "tenant", "due_after_seconds", "remind_before_due_seconds", "escalate_after_seconds",
@@ -68,11 +96,7 @@ class ReviewPolicyAdmin(TenantScopedAdmin):
         values = {name: form.cleaned_data.get(name, getattr(obj, name)) for name in POLICY_FIELDS}
         values["expiry_reason"] = values["expiry_reason"] or ""
         values["escalation_team"] = values["escalation_team"] or ""
-        try:
-            review_policies_set(tenant=obj.tenant, changes={obj.kind: values}, actor=request.user, via="admin")
-        except ApplicationError as exc:
-            messages.error(request, f"Not saved: {exc.message}")
-            return
+        review_policies_set(tenant=obj.tenant, changes={obj.kind: values}, actor=request.user, via="admin")
         saved = ReviewPolicy.objects.get(tenant=obj.tenant, kind=obj.kind)
         obj.pk = saved.pk
 
@@ -112,7 +136,7 @@ class ReviewCommentForm(forms.ModelForm):
 
 
 @admin.register(ReviewComment)
-class ReviewCommentAdmin(TenantScopedAdmin):
+class ReviewCommentAdmin(ServiceWritesAdmin):
     """Comments are read by everyone who reads the queue and added by whoever may decide
     the task; never edited or deleted (they are part of the task's record)."""
 
@@ -154,12 +178,8 @@ class ReviewCommentAdmin(TenantScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         task = form.cleaned_data["task"]
-        try:
-            saved = review_comment_add(tenant=task.tenant, task_id=task.pk, user=request.user,
-                                       body=form.cleaned_data["body"], via="admin")
-        except ApplicationError as exc:
-            messages.error(request, f"Not saved: {exc.message}")
-            return
+        saved = review_comment_add(tenant=task.tenant, task_id=task.pk, user=request.user,
+                                   body=form.cleaned_data["body"], via="admin")
         obj.pk, obj.tenant_id = saved.pk, saved.tenant_id
 
     def log_addition(self, request, obj, message):
@@ -189,7 +209,7 @@ class WebhookEndpointForm(forms.ModelForm):
 
 
 @admin.register(WebhookEndpoint)
-class WebhookEndpointAdmin(TenantScopedAdmin):
+class WebhookEndpointAdmin(ServiceWritesAdmin):
     view_roles = change_roles = add_roles = delete_roles = ADMIN_ROLES
     form = WebhookEndpointForm
     list_display = ["url", "tenant", "is_active", "types", "pending", "failed", "events_missed", "created_at"]
@@ -222,21 +242,17 @@ class WebhookEndpointAdmin(TenantScopedAdmin):
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data
-        try:
-            if change:
-                webhook_endpoint_update(
-                    endpoint=WebhookEndpoint.objects.get(tenant_id=obj.tenant_id, pk=obj.pk),
-                    changes={k: data[k] for k in ("url", "description", "event_types", "is_active") if k in data},
-                    actor=request.user, via="admin",
-                )
-                return
-            created = webhook_endpoint_create(tenant=data["tenant"], url=data["url"], event_types=list(data["event_types"]),
-                                              description=data.get("description", ""), actor=request.user, via="admin")
-            if not data.get("is_active", True):
-                webhook_endpoint_update(endpoint=created, changes={"is_active": False}, actor=request.user, via="admin")
-        except ApplicationError as exc:
-            messages.error(request, f"Not saved: {exc.message}")
+        if change:
+            webhook_endpoint_update(
+                endpoint=WebhookEndpoint.objects.get(tenant_id=obj.tenant_id, pk=obj.pk),
+                changes={k: data[k] for k in ("url", "description", "event_types", "is_active") if k in data},
+                actor=request.user, via="admin",
+            )
             return
+        created = webhook_endpoint_create(tenant=data["tenant"], url=data["url"], event_types=list(data["event_types"]),
+                                          description=data.get("description", ""), actor=request.user, via="admin")
+        if not data.get("is_active", True):
+            webhook_endpoint_update(endpoint=created, changes={"is_active": False}, actor=request.user, via="admin")
         obj.pk, obj.tenant_id = created.pk, created.tenant_id
         messages.warning(request, f"Signing secret of {created.url}: {created.secret} — copy it now; it is not shown again.")
 

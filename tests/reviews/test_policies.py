@@ -7,6 +7,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone as dt_timezone
 
 import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
 from django.test import Client, TestCase
 
 from contracts.graph.runner import PendingInterrupt
@@ -242,6 +244,21 @@ def test_the_admin_form_refuses_what_the_api_refuses_and_saves_through_the_servi
     policy = ReviewPolicy.objects.get(tenant=acme.tenant, kind="legal")
     assert (policy.due_after_seconds, policy.expiry_action, policy.escalation_keeps_grants) == (3600, "reject", False)
     assert AuditRecord.objects.filter(tenant=acme.tenant, action="policy.changed", interface="admin").exists()
+
+
+def test_a_save_the_service_refuses_shows_only_the_refusal(acme):
+    # A superuser who is no member of the tenant passes the admin's scoping, but the
+    # policy service takes tenant admins only.
+    root = get_user_model().objects.create_superuser("root-policy", "root@example.com", "pw")
+    client = Client()
+    client.force_login(root)
+    url = "/admin/reviews/reviewpolicy/add/"
+    response = client.post(url, _form(acme.tenant, **SHORT), follow=True)
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown == ["Not saved: Only a tenant admin may change review policies."], shown
+    assert response.redirect_chain == [(url, 302)]
+    assert not ReviewPolicy.objects.exists()
+    assert not LogEntry.objects.exists()  # nothing logged as done
 
 
 def test_reviewers_have_no_policy_admin(acme):
