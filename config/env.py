@@ -118,6 +118,11 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
             # IMMEDIATE: a write transaction takes the write lock at BEGIN, so two
             # writers queue instead of failing with "database is locked" on upgrade.
             "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 20},
+            # Tests get a file beside it, not Django's default in-memory database, whose
+            # shared cache locks by table and fails a second thread's write at once
+            # ("database table is locked") where the file waits for the lock as it does
+            # in production (webhook senders, racing requests in one test process).
+            "TEST": {"NAME": str(file.with_name(f"test_{file.name}"))},
         }
     if parts.scheme in {"postgres", "postgresql", "pgsql"}:
         database = unquote(parts.path.lstrip("/"))
