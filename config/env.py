@@ -134,7 +134,7 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
             raise ImproperlyConfigured(f"{name} has a malformed port: {url!r}") from None
         options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
         return {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": "config.postgresql",
             "NAME": database,
             "USER": unquote(parts.username or ""),
             "PASSWORD": unquote(parts.password or ""),
@@ -148,10 +148,11 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
                 **options,
             },
             "CONN_MAX_AGE": 0,
-            # With the pool, Django passes ConnectionPool.check_connection: each connection
-            # is tested before it is handed out, so one that died while idle (a database
-            # restart, a terminated backend) is replaced instead of failing its request.
-            "CONN_HEALTH_CHECKS": True,
+            # Django's check would test every connection before it is handed out; the
+            # backend (config.postgresql) tests those that sat idle, so one that died
+            # meanwhile (a database restart, a terminated backend) is replaced instead
+            # of failing its request.
+            "CONN_HEALTH_CHECKS": False,
         }
     raise ImproperlyConfigured(
         f"{name} must start with postgres:// or sqlite:///, got scheme {parts.scheme!r}"

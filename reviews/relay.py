@@ -35,6 +35,7 @@ from uuid import UUID
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 
 from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_uuid
@@ -241,7 +242,7 @@ class QueueEventRelay:
 
 
 def _on_postgresql() -> bool:
-    return settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    return connection.vendor == "postgresql"
 
 
 def _listen_params() -> dict[str, Any]:

@@ -113,7 +113,7 @@ def test_malformed_database_url_names_the_variable(url, message):
 def test_postgres_url_is_translated():
     url = "postgresql://app:p%40ss@db.example:6543/hitl?sslmode=require"
     db = database_from_url("DATABASE_URL", url, base_dir=BASE)
-    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert db["ENGINE"] == "config.postgresql"
     assert (db["NAME"], db["USER"], db["PASSWORD"]) == ("hitl", "app", "p@ss")
     assert (db["HOST"], db["PORT"]) == ("db.example", "6543")
     assert db["OPTIONS"]["sslmode"] == "require"

@@ -10,7 +10,7 @@ import re
 
 import httpx
 import pytest
-from django.conf import settings
+from django.db import connection
 
 from tests.live import Product, live_product
 from tests.support import child_database_url, wait_until
@@ -18,7 +18,7 @@ from tests.support import child_database_url, wait_until
 # django_db: the test database must exist (and be named) before the fixture points a server at it.
 pytestmark = [pytest.mark.embedded, pytest.mark.django_db]
 
-ON_POSTGRES = settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+ON_POSTGRES = connection.vendor == "postgresql"
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ from tests.factories import HIGH_RISK_TEXT
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(
-        settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+        connection.vendor != "postgresql",
         reason="needs PostgreSQL: several server processes share the test database",
     ),
 ]
