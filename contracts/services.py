@@ -351,7 +351,12 @@ def _answers(work: _Work, snapshot: RunSnapshot) -> dict[str, dict]:
 
 def _run_graph(work: _Work) -> tuple[RunSnapshot, RunSnapshot]:
     """One pass: read where the thread stands, do the one thing that moves it on, and
-    return (before, after)."""
+    return (before, after), committed as one (runner.thread_pass)."""
+    with runner.thread_pass():
+        return _run_graph_steps(work)
+
+
+def _run_graph_steps(work: _Work) -> tuple[RunSnapshot, RunSnapshot]:
     thread_id = work.contract.thread_id
     before = runner.thread_snapshot(thread_id)
     if work.contract.status == ContractStatus.CANCELLED:

@@ -8,10 +8,13 @@ back, as when the kernel's OOM killer or a lost node ends a worker. Points:
 
   before-node:<node>         the node is about to run: the steps before it happened in
                              memory only (runs checkpoint when they stop: durability "exit")
-  after-interrupt:<node>     the node's interrupt (its question) is durable
-  after-writes:<node>        the node's result is durable, the run's checkpoint is not (a
+  after-interrupt:<node>     the node's interrupt (its question) is written
+  after-writes:<node>        the node's result is written, the run's checkpoint is not (a
                              branch finished while a parallel one still waits)
-  after-checkpoint:<step>    the checkpoint of superstep <step> is durable
+  after-checkpoint:<step>    the checkpoint of superstep <step> is written
+
+(On PostgreSQL a pass's writes commit together once its run returns, runner.thread_pass:
+killed at a write, the process leaves the thread as the pass found it.)
   before-outcome             the graph has returned, its outcome is not recorded yet
 
 `<point>#N` kills the N-th time the point is reached in this process (a worker that

@@ -189,6 +189,24 @@ def thread_snapshot(thread_id: str) -> RunSnapshot:
     return _run_snapshot(contract_graph().get_state(_config(thread_id)))
 
 
+@contextmanager
+def thread_pass() -> Iterator[None]:
+    """One transaction of this thread's checkpointer connection around a pass (its
+    reads of where the thread stands, the run, its checkpoint and writes): one commit
+    instead of one per statement (the saver's connection is autocommit), 10 of a
+    contract's transactions. Nothing is lost by it: a run writes only when it stops
+    (DURABILITY), so a pass cut short leaves the thread where it stood either way, and
+    now never a checkpoint without the writes that go with it. SQLite: each call of
+    the saver commits itself, as before."""
+    contract_graph()  # this thread's saver and connection, opened if need be
+    conn = _local.cached[2]
+    if not isinstance(conn, psycopg.Connection):
+        yield
+        return
+    with conn.transaction():
+        yield
+
+
 # --- Reads from threads that do not drive runs (requests) ---------------------------
 
 # Compiled once per process without a checkpointer; each read binds a saver to a

@@ -49,7 +49,8 @@ SCENARIOS = {
     # leaves nothing behind, and the first run starts again from the input.
     "first run, after analyze": Scenario("before-node:legal_review", HIGH_RISK_LARGE_PAYMENT_TEXT,
                                          (("legal", "reviewer"), ("finance", "reviewer2")), 0, "approved"),
-    # The first run's stop is checkpointed, its questions not yet written.
+    # The first run's stop is checkpointed, its questions not yet written, nothing
+    # committed (a pass commits once its run returns): the first run starts again.
     "first run, at its checkpoint": Scenario("after-checkpoint:1", HIGH_RISK_TEXT, (("legal", "reviewer"),), 0,
                                              "approved"),
     # Both questions durable, the review tasks not recorded yet.
@@ -58,7 +59,8 @@ SCENARIOS = {
     # The legal answer consumed in memory, `finalize` about to run: nothing durable
     # since the question, so the answer is sent again, and applied once.
     "legal review": Scenario("before-node:finalize", HIGH_RISK_TEXT, (("legal", "reviewer"),), 1, "approved"),
-    # Finance answered first while legal still waits: finance's result is durable on its own.
+    # Finance answered first while legal still waits: its result written, not committed,
+    # so the answer is sent again, and applied once.
     "finance review": Scenario("after-writes:finance_review", HIGH_RISK_LARGE_PAYMENT_TEXT,
                                (("finance", "reviewer2"), ("legal", "reviewer")), 1, "approved"),
     # Critical risk: the legal approval asks for a second signature; the sign-off is

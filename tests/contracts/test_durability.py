@@ -96,3 +96,41 @@ def test_parallel_reviews_answered_from_two_different_processes(acme):
     assert contract.status == "approved"
     assert sorted(h["kind"] for h in contract.decision_history) == ["finance", "legal"]
     assert thread_snapshot(contract.thread_id).finished
+
+
+def _checkpoints_seen_elsewhere(thread_id: str) -> int:
+    """Checkpoint rows of the thread, as another session sees them (committed only)."""
+    from contracts.graph.runner import postgres_connect
+
+    with postgres_connect() as other:
+        return other.execute("SELECT count(*) AS n FROM checkpoints WHERE thread_id = %s", [thread_id]).fetchone()["n"]
+
+
+def _contract_without_run(world, title: str) -> Contract:
+    import uuid
+
+    contract_id = uuid.uuid4()
+    return Contract.objects.create(id=contract_id, tenant=world.tenant, title=title, text=HIGH_RISK_TEXT,
+                                   status="submitted", thread_id=Contract.thread_id_for(world.tenant.id, contract_id))
+
+
+def test_a_pass_commits_its_checkpoint_and_writes_as_one(acme):
+    from contracts.graph import runner
+    from contracts.services import _initial_state
+
+    contract = _contract_without_run(acme, "MSA")
+    with runner.thread_pass():
+        after = runner.thread_start(contract.thread_id, _initial_state(contract))
+        # Read back inside the pass: the interrupt is there, but no other session sees it yet.
+        assert [item.kind for item in after.pending] == ["legal"]
+        assert _checkpoints_seen_elsewhere(contract.thread_id) == 0
+    assert _checkpoints_seen_elsewhere(contract.thread_id) == 1
+    assert [item.kind for item in thread_snapshot(contract.thread_id).pending] == ["legal"]
+
+    # A pass that fails leaves the thread as it found it: no checkpoint, no writes.
+    second = _contract_without_run(acme, "MSA 2")
+    with pytest.raises(RuntimeError), runner.thread_pass():
+        runner.thread_start(second.thread_id, _initial_state(second))
+        raise RuntimeError("the pass failed after its run")
+    assert _checkpoints_seen_elsewhere(second.thread_id) == 0
+    assert not thread_snapshot(second.thread_id).exists
