@@ -5,24 +5,34 @@ per-tenant sequence that follows commit order. The rows are the live queue's sou
 truth: every server process reads them and hands them to its websockets
 (reviews.relay), wherever they were committed. On PostgreSQL the writer's transaction
 also notifies the readers (a NOTIFY goes out at commit, never before, and never for a
-transaction that rolls back); a reader in this same process is poked after commit.
+transaction that rolls back), and the notification carries the event itself, so a
+reader that is up to date hands it out without reading the log; a reader in this same
+process is poked after commit.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.db import connection, transaction
+from django.utils import timezone
 
 from reviews.models import QueueEvent, ReviewTask
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
-# The NOTIFY channel the server processes' relays LISTEN on; the payload is the tenant id.
+# The NOTIFY channel the server processes' relays LISTEN on; the payload is
+# "<tenant id> <seq> <the event as subscribers see it, but its seq, in JSON>", the JSON
+# left out when it would not fit (see event_notice_parse).
 QUEUE_EVENTS_CHANNEL = "hitl_queue_events"
+# PostgreSQL's limit for a payload is 8,000 bytes; the tenant id and seq take under 60.
+NOTICE_BODY_MAX_BYTES = 7_900
 
 REVIEW_CREATED = "review.created"
 REVIEW_CLAIMED = "review.claimed"
@@ -45,7 +55,31 @@ EVENT_TYPES = (
 
 def event_public(event: QueueEvent) -> dict[str, Any]:
     """What a subscriber receives: nothing a tenant member could not read over REST."""
-    return {"seq": event.seq, "type": event.type, "at": event.created_at.isoformat(), **event.data}
+    return {"seq": event.seq, **_public_unnumbered(event.type, event.created_at, event.data)}
+
+
+def _public_unnumbered(type: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": type, "at": at.isoformat(), **data}
+
+
+@dataclass(frozen=True)
+class EventNotice:
+    tenant_id: UUID
+    # None: a notification that only says the tenant has new events (read the log).
+    seq: int | None = None
+    # The event as event_public gives it; None when it did not fit in the payload.
+    event: dict[str, Any] | None = None
+
+
+def event_notice_parse(payload: str) -> EventNotice:
+    """A notification on QUEUE_EVENTS_CHANNEL. Raises ValueError for one it cannot read."""
+    tenant_text, _, rest = payload.partition(" ")
+    tenant_id = UUID(tenant_text)
+    if not rest:
+        return EventNotice(tenant_id)
+    seq_text, _, body = rest.partition(" ")
+    seq = int(seq_text)
+    return EventNotice(tenant_id, seq, {"seq": seq, **json.loads(body)} if body else None)
 
 
 def _task_data(task: ReviewTask) -> dict[str, Any]:
@@ -60,16 +94,19 @@ def _task_data(task: ReviewTask) -> dict[str, Any]:
     }
 
 
-def _next_seq(tenant_id: UUID) -> int:
+def _next_seq(tenant_id: UUID, *, notice_body: str) -> int:
     """The tenant's next event number. The UPDATE holds the tenant row lock until the
     caller commits, so numbers are handed out in commit order: seeing N+1 means N is
     already durable. (Callers emit last in their transaction, to hold it briefly.)"""
     qn, pk, seq = connection.ops.quote_name, Tenant._meta.pk, Tenant._meta.get_field("event_seq").column
-    # On PostgreSQL the same statement queues the NOTIFY that wakes the relays: sent at
-    # commit, so no reader looks before the row is visible, and with no round trip of
-    # its own. (PostgreSQL folds identical notifications of one transaction into one.)
-    notify = f", pg_notify('{QUEUE_EVENTS_CHANNEL}', %s)" if connection.vendor == "postgresql" else ""
-    params = [pk.get_db_prep_value(tenant_id, connection)] + ([str(tenant_id)] if notify else [])
+    # On PostgreSQL the same statement queues the NOTIFY that carries the event to the
+    # relays, numbered with the seq it takes: sent at commit, so no reader sees it
+    # before the row is visible, and with no round trip of its own.
+    notify = (f", pg_notify('{QUEUE_EVENTS_CHANNEL}', %s || ' ' || {qn(seq)}::text || %s)"
+              if connection.vendor == "postgresql" else "")
+    params = [pk.get_db_prep_value(tenant_id, connection)]
+    if notify:
+        params += [str(tenant_id), f" {notice_body}" if notice_body else ""]
     with connection.cursor() as cursor:
         # One round trip: UPDATE ... RETURNING (PostgreSQL, and SQLite since 3.35).
         cursor.execute(
@@ -91,16 +128,19 @@ def event_emit(
     assert type in EVENT_TYPES, type
     # No savepoint: nothing here is meant to fail on its own and be caught (two round
     # trips fewer per event); outside a transaction this still opens one.
+    if task is not None:
+        data = _task_data(task)
+    else:
+        data = {"contract_id": str(contract.pk), "status": contract.status, "risk_score": contract.risk_score}
+    if extra:
+        data.update(extra)
+    now = timezone.now()
+    body = json.dumps(_public_unnumbered(type, now, data), separators=(",", ":"))
     with transaction.atomic(savepoint=False):
-        seq = _next_seq(tenant_id)
-        if task is not None:
-            data = _task_data(task)
-        else:
-            data = {"contract_id": str(contract.pk), "status": contract.status, "risk_score": contract.risk_score}
-        if extra:
-            data.update(extra)
+        seq = _next_seq(tenant_id, notice_body=body if len(body.encode()) <= NOTICE_BODY_MAX_BYTES else "")
         event = QueueEvent.objects.create(
-            tenant_id=tenant_id, seq=seq, type=type, task=task, contract_id=contract.pk if contract else task.contract_id, data=data
+            tenant_id=tenant_id, seq=seq, type=type, task=task, contract_id=contract.pk if contract else task.contract_id,
+            data=data, created_at=now,
         )
     if connection.vendor != "postgresql":
         # No NOTIFY here: a relay in this process reads at once, the others at their poll.

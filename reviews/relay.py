@@ -9,12 +9,15 @@ Wherever an event was committed (this process, another server, a worker), the re
 finds it the same way, so the embedded default (SQLite, no Redis) and PostgreSQL work
 alike:
 
-- On PostgreSQL the writer's transaction also sends `NOTIFY hitl_queue_events,
-  '<tenant id>'` (delivered by the server at commit, never before); the reader LISTENs
-  on its own connection and reads the notified tenants at once. It also reads every
-  followed tenant when `QUEUE_STREAM_POLL_MS` × 10 pass with no notification, and
-  polls as on SQLite while its listening connection is down, so a lost notification
-  costs delay, never an event.
+- On PostgreSQL the writer's transaction also sends `NOTIFY hitl_queue_events` with the
+  tenant, the event's seq and the event itself (delivered by the server at commit,
+  never before, in commit order); the reader LISTENs on its own connection. The next
+  event of a followed tenant is handed out straight from the notification; anything
+  else (a seq past the next one, an event too large for a payload) makes it read that
+  tenant's log at once. It also reads every followed tenant when
+  `QUEUE_STREAM_POLL_MS` × 10 pass with no notification, and polls as on SQLite while
+  its listening connection is down, so a lost notification costs delay, never an
+  event.
 - On SQLite (no notifications) it reads every `QUEUE_STREAM_POLL_MS`; an event
   committed by this same process wakes it at once (reviews.events pokes it on commit).
 
@@ -39,7 +42,7 @@ from django.db import connection
 from django.db.models import Q
 
 from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_uuid
-from reviews.events import QUEUE_EVENTS_CHANNEL, event_public
+from reviews.events import QUEUE_EVENTS_CHANNEL, EventNotice, event_notice_parse, event_public
 from reviews.models import QueueEvent
 from tenants.models import Tenant
 
@@ -150,6 +153,20 @@ class QueueEventRelay:
             self._due.add(tenant_id)
         self._wake.set()
 
+    def notified(self, notice: EventNotice) -> None:
+        """A notification from the channel: the tenant's next event is handed out from
+        it; for anything else the tenant's log is read."""
+        followed = self.followed.get(notice.tenant_id)
+        if followed is None:
+            return
+        if notice.seq is not None and notice.seq <= followed.position:
+            return  # already handed out by a read
+        if notice.event is not None and notice.seq == followed.position + 1:
+            followed.position = notice.seq
+            self._hand_out(followed, notice.event)
+            return
+        self.poke(notice.tenant_id)
+
     # --- The reader -----------------------------------------------------------------------
 
     def _start(self) -> None:
@@ -228,10 +245,11 @@ class QueueEventRelay:
                     self.poke()
                     async for notification in listener.notifies():
                         try:
-                            self._due.add(UUID(notification.payload))
+                            notice = event_notice_parse(notification.payload)
                         except ValueError:
-                            self._all_due = True
-                        self._wake.set()
+                            self.poke()
+                        else:
+                            self.notified(notice)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -4,6 +4,7 @@ re-checks, replay, heartbeat. Runs on PostgreSQL + Redis and on the embedded def
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -11,18 +12,22 @@ from asgiref.sync import async_to_sync
 from asgiref.testing import ApplicationCommunicator as BaseApplicationCommunicator
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 
 from config.asgi import application
 from contracts.services import contract_submit
 from reviews.consumers import CLOSE_REVOKED
+from reviews import events
+from reviews.events import event_public
 from reviews.models import QueueEvent, ReviewTask, WebsocketTicket
 from reviews.services import review_task_claim, review_task_release
 from reviews.stream import websocket_ticket_create
 from tenants.models import ApiToken, Role
 from tenants.services import api_token_revoke, membership_remove, membership_set
 from tests.factories import HIGH_RISK_TEXT
+from tests.support import postgresql_only
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.embedded]
 
@@ -184,8 +189,6 @@ def writer_in_another_process(monkeypatch) -> None:
     """Events committed from here on reach the relay only as another process's would (a
     worker, a second server): by its reading the log, on its poll on SQLite or woken by
     NOTIFY on PostgreSQL. The in-process poke after commit (reviews.events) is off."""
-    from reviews import events
-
     monkeypatch.setattr(events, "_relays_poke", lambda tenant_id: None)
 
 
@@ -235,6 +238,89 @@ def test_a_socket_opened_between_two_events_gets_the_later_one_only(acme, monkey
         assert await second.receive_nothing(timeout=0.3)
         await first.disconnect()
         await second.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def _log_reads_counted(monkeypatch) -> list[int]:
+    """Each read of the event log by the relay, counted as it happens."""
+    from reviews import relay
+
+    reads: list[int] = []
+    original = relay._events
+
+    async def counted(positions, limit):
+        reads.append(len(positions))
+        return await original(positions, limit)
+
+    monkeypatch.setattr(relay, "_events", counted)
+    return reads
+
+
+async def _relay_listening() -> None:
+    from reviews.relay import queue_event_relay
+
+    relay = queue_event_relay()
+    for _ in range(WAIT * 50):
+        if relay._listening:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the relay never listened")
+
+
+@postgresql_only
+def test_the_next_event_goes_out_from_its_notification_as_the_log_has_it(acme, monkeypatch):
+    task = high_risk_task(acme)
+    ticket = ticket_for(acme, acme.senior)
+    start = latest_seq(acme)
+    writer_in_another_process(monkeypatch)
+    reads = _log_reads_counted(monkeypatch)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok and (await receive(socket))["latest_seq"] == start
+        await _relay_listening()
+        await asyncio.sleep(0.2)  # the read that follows LISTEN's start is done
+        reads.clear()
+        await database_sync_to_async(claim_and_release)(acme, task)
+        received = [await receive(socket) for _ in range(2)]
+        logged = await database_sync_to_async(
+            lambda: [event_public(e) for e in QueueEvent.objects.filter(tenant=acme.tenant, seq__gt=start)]
+        )()
+        assert received == logged and [e["type"] for e in received] == ["review.claimed", "review.released"]
+        assert reads == []  # handed out from the notifications alone
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+@postgresql_only
+def test_an_event_too_large_for_its_notification_is_read_from_the_log(acme, monkeypatch):
+    ticket = ticket_for(acme, acme.senior)
+    start = latest_seq(acme)
+    writer_in_another_process(monkeypatch)
+    reads = _log_reads_counted(monkeypatch)
+    note = "x" * (events.NOTICE_BODY_MAX_BYTES + 1)
+
+    def emit() -> None:
+        contract = contract_submit(tenant=acme.tenant, submitted_by=acme.agent.user, title="MSA", text=HIGH_RISK_TEXT)
+        with transaction.atomic():
+            events.event_emit(tenant_id=acme.tenant.id, type=events.CONTRACT_FAILED, contract=contract,
+                              extra={"note": note})
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok and (await receive(socket))["latest_seq"] == start
+        await _relay_listening()
+        await asyncio.sleep(0.2)
+        reads.clear()
+        await database_sync_to_async(emit)()
+        received = [await receive(socket) for _ in range(2)]
+        assert [e["type"] for e in received] == ["review.created", "contract.failed"]
+        assert [e["seq"] for e in received] == [start + 1, start + 2]
+        assert received[1]["note"] == note
+        assert reads  # the large one came from the log
+        await socket.disconnect()
 
     async_to_sync(scenario)()
 
