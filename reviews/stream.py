@@ -21,7 +21,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Max, QuerySet
+from django.db.models import Exists, Max, OuterRef, QuerySet
 from django.utils import timezone
 from rest_framework import status
 
@@ -87,16 +87,18 @@ def stream_position(*, subscriber: StreamSubscriber) -> int | None:
     return stream_positions(subscribers=[subscriber])[subscriber]
 
 
-# The same two reads for one token and one member, compiled once (config.compiled_sql):
-# with one subscriber per tenant and process (a reviewer's screen) they are what every
+# The same rules for one subscriber, in one query compiled once (config.compiled_sql):
+# with one subscriber per tenant and process (a reviewer's screen) it is what every
 # event costs the server.
-_LIVE_TOKEN = CompiledQuery(
-    lambda token_id: ApiToken.objects.filter(pk=token_id, revoked_at__isnull=True).values_list("pk", "user_id"),
-    token_id=placeholder_int(1),
-)
 _MEMBER_POSITION = CompiledQuery(
     lambda tenant_id, user_id: _members_following(tenant_id=tenant_id, user_ids=[user_id]),
     tenant_id=placeholder_uuid(1), user_id=placeholder_int(2),
+)
+_MEMBER_POSITION_BY_TOKEN = CompiledQuery(
+    lambda tenant_id, user_id, token_id: _members_following(tenant_id=tenant_id, user_ids=[user_id]).filter(
+        Exists(ApiToken.objects.filter(pk=token_id, user_id=OuterRef("user_id"), revoked_at__isnull=True))
+    ),
+    tenant_id=placeholder_uuid(1), user_id=placeholder_int(2), token_id=placeholder_int(3),
 )
 
 
@@ -112,23 +114,24 @@ def stream_positions(*, subscribers: list[StreamSubscriber]) -> dict[StreamSubsc
     tenant among them, plus one for their API tokens. What a server process runs when
     one event reaches its many sockets of a tenant: every subscriber checked fresh, for
     two queries rather than one per socket."""
+    if len(subscribers) == 1:
+        [one] = subscribers
+        if one.api_token_id is None:
+            rows = _MEMBER_POSITION.fetch(tenant_id=one.tenant_id, user_id=one.user_id)
+        else:
+            rows = _MEMBER_POSITION_BY_TOKEN.fetch(tenant_id=one.tenant_id, user_id=one.user_id, token_id=one.api_token_id)
+        return {one: rows[0][1] if rows else None}
     results: dict[StreamSubscriber, int | None] = dict.fromkeys(subscribers)
     by_tenant: dict[UUID, list[StreamSubscriber]] = {}
     for subscriber in subscribers:
         by_tenant.setdefault(subscriber.tenant_id, []).append(subscriber)
     token_ids = {s.api_token_id for s in subscribers if s.api_token_id is not None}
-    if len(token_ids) == 1:
-        live_tokens = set(_LIVE_TOKEN.fetch(token_id=next(iter(token_ids))))
-    elif token_ids:
-        live_tokens = set(ApiToken.objects.filter(pk__in=token_ids, revoked_at__isnull=True).values_list("pk", "user_id"))
-    else:
-        live_tokens = set()
+    live_tokens = set(
+        ApiToken.objects.filter(pk__in=token_ids, revoked_at__isnull=True).values_list("pk", "user_id")
+    ) if token_ids else set()
     for tenant_id, members_of_tenant in by_tenant.items():
         user_ids = {s.user_id for s in members_of_tenant}
-        if len(user_ids) == 1:
-            positions = dict(_MEMBER_POSITION.fetch(tenant_id=tenant_id, user_id=next(iter(user_ids))))
-        else:
-            positions = dict(_members_following(tenant_id=tenant_id, user_ids=user_ids))
+        positions = dict(_members_following(tenant_id=tenant_id, user_ids=user_ids))
         for subscriber in members_of_tenant:
             token_ok = subscriber.api_token_id is None or (subscriber.api_token_id, subscriber.user_id) in live_tokens
             if subscriber.user_id in positions and token_ok:

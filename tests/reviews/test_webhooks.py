@@ -263,7 +263,10 @@ def test_a_receiver_that_hangs_delays_no_other_endpoint_nor_the_queue(acme, loca
         assert len(slow.requests) == 1 and not slow.release.is_set()
         slow_states = set(WebhookDelivery.objects.filter(endpoint_id=slow_endpoint["id"]).values_list("attempts", flat=True))
         assert slow_states == {0}  # still the first request, the second waits behind it
-        assert set(WebhookDelivery.objects.filter(endpoint_id=fast_endpoint["id"]).values_list("status", flat=True)) == {"succeeded"}
+        # The receiver has the request before its sender thread records the answer.
+        wait_until(lambda: set(WebhookDelivery.objects.filter(endpoint_id=fast_endpoint["id"])
+                               .values_list("status", flat=True)) == {"succeeded"},
+                   what="the fast endpoint's deliveries recorded as succeeded")
 
         slow.release.set()
         wait_until(lambda: WebhookDelivery.objects.filter(endpoint_id=slow_endpoint["id"], status="succeeded").count() == 1,
