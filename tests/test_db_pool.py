@@ -1,5 +1,8 @@
-"""The database backend's pool (config.postgresql): a connection that sat idle is tested
-before it is handed out, one handed back moments ago is not."""
+"""The connections a process keeps outliving their backends: the request pool
+(config.postgresql) tests a connection that sat idle before handing it out, not one
+handed back moments ago; a worker's checkpointer connection is tested before a pass
+after sitting idle (contracts.graph.runner). Statements that repeat are prepared on
+their connection (config.env)."""
 
 from __future__ import annotations
 
@@ -10,9 +13,22 @@ import pytest
 from django.db import OperationalError, connection
 
 from config.postgresql import base as pooled_backend
-from tests.support import postgresql_only
+from contracts.graph import runner
+from contracts.services import contract_submit
+from reviews.models import ReviewTask
+from tests.factories import HIGH_RISK_TEXT
+from tests.support import fast_passwords, postgresql_only
 
 pytestmark = [postgresql_only, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_connections_after(settings):
+    fast_passwords(settings)
+    yield
+    # The sessions these tests end include this process's checkpointer connections.
+    runner.contract_graph_close()
+    runner.read_savers_close()
 
 
 def _backend_pid() -> int:
@@ -62,3 +78,29 @@ def test_a_connection_handed_back_moments_ago_is_not_tested_again(monkeypatch):
     connection.close()  # what a request's end does after an error: the pool drops it
     monkeypatch.setattr(pooled_backend, "POOL_CHECK_AFTER_IDLE_SECONDS", 0)
     assert _backend_pid() > 0
+
+
+def test_a_statement_that_repeats_is_prepared_on_its_connection():
+    from tenants.models import Tenant
+
+    for _ in range(6):
+        list(Tenant.objects.filter(slug="prepared-statement-probe"))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert any("prepared-statement-probe" not in sql and '"tenants_tenant"."slug" = $1' in sql for sql in prepared), prepared
+
+
+def test_a_workers_checkpointer_connection_ended_while_idle_is_replaced_before_a_pass(acme, monkeypatch):
+    monkeypatch.setattr(pooled_backend, "POOL_CHECK_AFTER_IDLE_SECONDS", 0.05)
+    monkeypatch.setattr(runner, "IDLE_CHECK_SECONDS", 0.05)
+    # The test task backend drives inline, on this thread's own checkpointer connection.
+    contract_submit(tenant=acme.tenant, submitted_by=acme.agent.user, title="first", text=HIGH_RISK_TEXT)
+    connection.close()
+    assert _terminate_idle_pooled_connections() >= 2  # the pool's and the checkpointer's
+    time.sleep(0.1)
+    second = contract_submit(tenant=acme.tenant, submitted_by=acme.agent.user, title="second", text=HIGH_RISK_TEXT)
+    # Its first pass ran on a new connection instead of failing on the dead one.
+    second.refresh_from_db()
+    assert (second.status, second.run_attempts, second.last_error) == ("waiting_for_review", 0, "")
+    assert ReviewTask.objects.filter(contract=second, kind="legal", status="pending").exists()

@@ -12,6 +12,7 @@ import hashlib
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,8 @@ _local = threading.local()
 # interrupt is a pure function of the state, and an answer not yet consumed is still
 # pending, so it is sent again (contracts.services.contract_drive).
 DURABILITY = "exit"
+# A worker's checkpointer connection idle longer than this is tested before a pass.
+IDLE_CHECK_SECONDS = 1.0
 
 
 def interrupt_digest(value: Any) -> str:
@@ -203,8 +206,21 @@ def thread_pass() -> Iterator[None]:
     if not isinstance(conn, psycopg.Connection):
         yield
         return
-    with conn.transaction():
-        yield
+    if time.monotonic() - getattr(_local, "used_at", 0.0) > IDLE_CHECK_SECONDS:
+        # Idle for a while: its backend may have been ended meanwhile (a restart, an
+        # administrator), which a pass would only find out by failing. Test it first,
+        # as the request pool does (config.postgresql).
+        try:
+            conn.execute("")
+        except psycopg.Error:
+            contract_graph_close()
+            contract_graph()
+            conn = _local.cached[2]
+    try:
+        with conn.transaction():
+            yield
+    finally:
+        _local.used_at = time.monotonic()
 
 
 # --- Reads from threads that do not drive runs (requests) ---------------------------
