@@ -102,7 +102,7 @@ def _next_seq(tenant_id: UUID, *, notice_body: str) -> int:
     # On PostgreSQL the same statement queues the NOTIFY that carries the event to the
     # relays, numbered with the seq it takes: sent at commit, so no reader sees it
     # before the row is visible, and with no round trip of its own.
-    notify = (f", pg_notify('{QUEUE_EVENTS_CHANNEL}', %s || ' ' || {qn(seq)}::text || %s)"
+    notify = (f", pg_notify('{QUEUE_EVENTS_CHANNEL}', %s::text || ' ' || {qn(seq)}::text || %s::text)"
               if connection.vendor == "postgresql" else "")
     params = [pk.get_db_prep_value(tenant_id, connection)]
     if notify:

@@ -119,6 +119,17 @@ def test_postgres_url_is_translated():
     assert db["OPTIONS"]["sslmode"] == "require"
     # A connection pool, never per-thread persistent connections (they pile up under ASGI).
     assert db["OPTIONS"]["pool"]["max_size"] >= 1 and db["CONN_MAX_AGE"] == 0
+    # Bound on the server and prepared once a statement repeats on its connection.
+    assert (db["OPTIONS"]["server_side_binding"], db["OPTIONS"]["prepare_threshold"]) == (True, 5)
+
+
+def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(monkeypatch):
+    monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "off")
+    db = database_from_url("DATABASE_URL", "postgres://app@pgbouncer:6432/hitl", base_dir=BASE)
+    assert "server_side_binding" not in db["OPTIONS"] and "prepare_threshold" not in db["OPTIONS"]
+    monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "sometimes")
+    with pytest.raises(ImproperlyConfigured, match="DATABASE_PREPARED_STATEMENTS must be a boolean"):
+        database_from_url("DATABASE_URL", "postgres://app@pgbouncer:6432/hitl", base_dir=BASE)
 
 
 @pytest.mark.parametrize(
