@@ -126,8 +126,6 @@ def event_emit(
     """Record an event inside the caller's transaction; the relays deliver it after commit.
     `extra`: what this type of event says besides the task's or contract's fields."""
     assert type in EVENT_TYPES, type
-    # No savepoint: nothing here is meant to fail on its own and be caught (two round
-    # trips fewer per event); outside a transaction this still opens one.
     if task is not None:
         data = _task_data(task)
     else:
@@ -136,6 +134,8 @@ def event_emit(
         data.update(extra)
     now = timezone.now()
     body = json.dumps(_public_unnumbered(type, now, data), separators=(",", ":"))
+    # No savepoint: nothing here is meant to fail on its own and be caught (two round
+    # trips fewer per event); outside a transaction this still opens one.
     with transaction.atomic(savepoint=False):
         seq = _next_seq(tenant_id, notice_body=body if len(body.encode()) <= NOTICE_BODY_MAX_BYTES else "")
         event = QueueEvent.objects.create(

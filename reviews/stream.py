@@ -113,7 +113,7 @@ def stream_positions(*, subscribers: list[StreamSubscriber]) -> dict[StreamSubsc
     """stream_position for many subscribers at once, by the same rules: one query per
     tenant among them, plus one for their API tokens. What a server process runs when
     one event reaches its many sockets of a tenant: every subscriber checked fresh, for
-    two queries rather than one per socket."""
+    two queries rather than one per socket (one for a single subscriber)."""
     if len(subscribers) == 1:
         [one] = subscribers
         if one.api_token_id is None:

@@ -12,10 +12,10 @@ back, as when the kernel's OOM killer or a lost node ends a worker. Points:
   after-writes:<node>        the node's result is written, the run's checkpoint is not (a
                              branch finished while a parallel one still waits)
   after-checkpoint:<step>    the checkpoint of superstep <step> is written
-
-(On PostgreSQL a pass's writes commit together once its run returns, runner.thread_pass:
-killed at a write, the process leaves the thread as the pass found it.)
   before-outcome             the graph has returned, its outcome is not recorded yet
+
+On PostgreSQL a pass's writes commit together once its run returns (runner.thread_pass):
+killed at a write, the process leaves the thread as the pass found it.
 
 `<point>#N` kills the N-th time the point is reached in this process (a worker that
 should survive a contract's first run and die in its resume).

@@ -196,8 +196,8 @@ def thread_snapshot(thread_id: str) -> RunSnapshot:
 def thread_pass() -> Iterator[None]:
     """One transaction of this thread's checkpointer connection around a pass (its
     reads of where the thread stands, the run, its checkpoint and writes): one commit
-    instead of one per statement (the saver's connection is autocommit), 10 of a
-    contract's transactions. Nothing is lost by it: a run writes only when it stops
+    instead of the five its statements made on their own (the saver's connection is
+    autocommit). Nothing is lost by it: a run writes only when it stops
     (DURABILITY), so a pass cut short leaves the thread where it stood either way, and
     now never a checkpoint without the writes that go with it. SQLite: each call of
     the saver commits itself, as before."""
