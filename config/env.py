@@ -145,8 +145,8 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
             # until garbage-collected. The pool keeps a few per process and reuses them.
             "OPTIONS": {
                 "pool": {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10, minimum=1), "timeout": 10},
-                **_prepared_statements(env_bool("DATABASE_PREPARED_STATEMENTS", True)),
                 **options,
+                **_prepared_statements(env_bool("DATABASE_PREPARED_STATEMENTS", True), options.get("options")),
             },
             "CONN_MAX_AGE": 0,
             # Django's check would test every connection before it is handed out; the
@@ -163,16 +163,28 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
 PREPARE_AFTER = 5
 
 
-def _prepared_statements(enabled: bool) -> dict:
+def _prepared_statements(enabled: bool, server_options: str | None) -> dict:
     """Parameters bound by the server, and a statement prepared on its connection once
-    it has run PREPARE_AFTER times: PostgreSQL then skips parsing and planning the
-    statements every request and run repeats (its CPU per contract fell by a third,
-    27.7 to 18.4 ms; bench/e2e.py). Pooled connections keep them across requests.
+    it has run PREPARE_AFTER times: PostgreSQL then skips parsing the statements every
+    request and run repeats (its CPU per contract fell by a third; bench/e2e.py).
+    Pooled connections keep them across requests.
+
+    Each execution is still planned for its own values (plan_cache_mode
+    force_custom_plan): after five runs PostgreSQL may switch a prepared statement to
+    one generic plan, blind to the values, and for the review queue at a million tasks
+    that plan took 800 ms where the query's own takes 2 (bench/queue.py).
+
     Off (Django's default: client-side binding, nothing prepared) for a transaction
-    pooler that cannot carry prepared statements (PgBouncer before 1.21)."""
+    pooler that cannot carry prepared statements (PgBouncer before 1.21). `options`
+    given in DATABASE_URL are kept."""
     if not enabled:
         return {}
-    return {"server_side_binding": True, "prepare_threshold": PREPARE_AFTER}
+    planning = "-c plan_cache_mode=force_custom_plan"
+    return {
+        "server_side_binding": True,
+        "prepare_threshold": PREPARE_AFTER,
+        "options": f"{server_options} {planning}" if server_options else planning,
+    }
 
 
 def redis_url(name: str) -> str | None:

@@ -89,6 +89,10 @@ def test_a_statement_that_repeats_is_prepared_on_its_connection():
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert any("prepared-statement-probe" not in sql and '"tenants_tenant"."slug" = $1' in sql for sql in prepared), prepared
+    # Each execution is planned for its own values, never with one generic plan.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW plan_cache_mode")
+        assert cursor.fetchone()[0] == "force_custom_plan"
 
 
 def test_a_workers_checkpointer_connection_ended_while_idle_is_replaced_before_a_pass(acme, monkeypatch):
