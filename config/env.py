@@ -180,11 +180,11 @@ def _prepared_statements(enabled: bool, server_options: str | None) -> dict:
     if not enabled:
         return {}
     planning = "-c plan_cache_mode=force_custom_plan"
-    return {
-        "server_side_binding": True,
-        "prepare_threshold": PREPARE_AFTER,
-        "options": f"{server_options} {planning}" if server_options else planning,
-    }
+    if server_options and "plan_cache_mode" in server_options:
+        planning = server_options  # the URL chose its own
+    elif server_options:
+        planning = f"{server_options} {planning}"
+    return {"server_side_binding": True, "prepare_threshold": PREPARE_AFTER, "options": planning}
 
 
 def redis_url(name: str) -> str | None:

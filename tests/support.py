@@ -118,7 +118,8 @@ def child_database_url() -> str:
     port = db.get("PORT") or "5432"
     url = f"postgres://{auth}@{host}:{port}/{quote(db['NAME'], safe='')}"
     options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if isinstance(v, str)}
-    return f"{url}?{urlencode(options)}" if options else url
+    # %20 for a space, not "+": libpq reads a URI's query without turning "+" into one.
+    return f"{url}?{urlencode(options, quote_via=quote)}" if options else url
 
 
 

@@ -126,6 +126,8 @@ def test_postgres_url_is_translated():
     with_options = database_from_url("DATABASE_URL", "postgres://app@db/hitl?options=-c%20statement_timeout%3D5000",
                                      base_dir=BASE)
     assert with_options["OPTIONS"]["options"] == "-c statement_timeout=5000 -c plan_cache_mode=force_custom_plan"
+    chosen = database_from_url("DATABASE_URL", "postgres://app@db/hitl?options=-c%20plan_cache_mode%3Dauto", base_dir=BASE)
+    assert chosen["OPTIONS"]["options"] == "-c plan_cache_mode=auto"
 
 
 def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(monkeypatch):
