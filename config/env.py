@@ -146,7 +146,6 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
             "OPTIONS": {
                 "pool": {"min_size": 1, "max_size": env_int("DATABASE_POOL_SIZE", 10, minimum=1), "timeout": 10},
                 **options,
-                **_prepared_statements(env_bool("DATABASE_PREPARED_STATEMENTS", True), options.get("options")),
             },
             "CONN_MAX_AGE": 0,
             # Django's check would test every connection before it is handed out; the
@@ -158,33 +157,6 @@ def database_from_url(name: str, url: str, *, base_dir: Path) -> dict:
     raise ImproperlyConfigured(
         f"{name} must start with postgres:// or sqlite:///, got scheme {parts.scheme!r}"
     )
-
-
-PREPARE_AFTER = 5
-
-
-def _prepared_statements(enabled: bool, server_options: str | None) -> dict:
-    """Parameters bound by the server, and a statement prepared on its connection once
-    it has run PREPARE_AFTER times: PostgreSQL then skips parsing the statements every
-    request and run repeats (its CPU per contract fell by a third; bench/e2e.py).
-    Pooled connections keep them across requests.
-
-    Each execution is still planned for its own values (plan_cache_mode
-    force_custom_plan): after five runs PostgreSQL may switch a prepared statement to
-    one generic plan, blind to the values, and for the review queue at a million tasks
-    that plan took 800 ms where the query's own takes 2 (bench/queue.py).
-
-    Off (Django's default: client-side binding, nothing prepared) for a transaction
-    pooler that cannot carry prepared statements (PgBouncer before 1.21). `options`
-    given in DATABASE_URL are kept."""
-    if not enabled:
-        return {}
-    planning = "-c plan_cache_mode=force_custom_plan"
-    if server_options and "plan_cache_mode" in server_options:
-        planning = server_options  # the URL chose its own
-    elif server_options:
-        planning = f"{server_options} {planning}"
-    return {"server_side_binding": True, "prepare_threshold": PREPARE_AFTER, "options": planning}
 
 
 def redis_url(name: str) -> str | None:

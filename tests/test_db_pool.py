@@ -1,8 +1,7 @@
 """The connections a process keeps outliving their backends: the request pool
 (config.postgresql) tests a connection that sat idle before handing it out, not one
 handed back moments ago; a worker's checkpointer connection is tested before a pass
-after sitting idle (contracts.graph.runner). Statements that repeat are prepared on
-their connection (config.env)."""
+after sitting idle (contracts.graph.runner)."""
 
 from __future__ import annotations
 
@@ -78,21 +77,6 @@ def test_a_connection_handed_back_moments_ago_is_not_tested_again(monkeypatch):
     connection.close()  # what a request's end does after an error: the pool drops it
     monkeypatch.setattr(pooled_backend, "POOL_CHECK_AFTER_IDLE_SECONDS", 0)
     assert _backend_pid() > 0
-
-
-def test_a_statement_that_repeats_is_prepared_on_its_connection():
-    from tenants.models import Tenant
-
-    for _ in range(6):
-        list(Tenant.objects.filter(slug="prepared-statement-probe"))
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT statement FROM pg_prepared_statements")
-        prepared = [row[0] for row in cursor.fetchall()]
-    assert any("prepared-statement-probe" not in sql and '"tenants_tenant"."slug" = $1' in sql for sql in prepared), prepared
-    # Each execution is planned for its own values, never with one generic plan.
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW plan_cache_mode")
-        assert cursor.fetchone()[0] == "force_custom_plan"
 
 
 def test_a_workers_checkpointer_connection_ended_while_idle_is_replaced_before_a_pass(acme, monkeypatch):

@@ -119,24 +119,6 @@ def test_postgres_url_is_translated():
     assert db["OPTIONS"]["sslmode"] == "require"
     # A connection pool, never per-thread persistent connections (they pile up under ASGI).
     assert db["OPTIONS"]["pool"]["max_size"] >= 1 and db["CONN_MAX_AGE"] == 0
-    # Bound on the server and prepared once a statement repeats on its connection, each
-    # execution planned for its own values; the URL's own server options kept.
-    assert (db["OPTIONS"]["server_side_binding"], db["OPTIONS"]["prepare_threshold"]) == (True, 5)
-    assert db["OPTIONS"]["options"] == "-c plan_cache_mode=force_custom_plan"
-    with_options = database_from_url("DATABASE_URL", "postgres://app@db/hitl?options=-c%20statement_timeout%3D5000",
-                                     base_dir=BASE)
-    assert with_options["OPTIONS"]["options"] == "-c statement_timeout=5000 -c plan_cache_mode=force_custom_plan"
-    chosen = database_from_url("DATABASE_URL", "postgres://app@db/hitl?options=-c%20plan_cache_mode%3Dauto", base_dir=BASE)
-    assert chosen["OPTIONS"]["options"] == "-c plan_cache_mode=auto"
-
-
-def test_prepared_statements_can_be_turned_off_for_a_transaction_pooler(monkeypatch):
-    monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "off")
-    db = database_from_url("DATABASE_URL", "postgres://app@pgbouncer:6432/hitl", base_dir=BASE)
-    assert not {"server_side_binding", "prepare_threshold", "options"} & set(db["OPTIONS"])
-    monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "sometimes")
-    with pytest.raises(ImproperlyConfigured, match="DATABASE_PREPARED_STATEMENTS must be a boolean"):
-        database_from_url("DATABASE_URL", "postgres://app@pgbouncer:6432/hitl", base_dir=BASE)
 
 
 @pytest.mark.parametrize(

@@ -101,9 +101,9 @@ class RunSnapshot:
 
 
 def postgres_connect() -> psycopg.Connection:
-    """A connection as PostgresSaver requires: autocommit, dict rows; statements
-    prepared as Django's are (config.env: after a few runs, or never behind a pooler
-    that cannot carry them)."""
+    """A connection as PostgresSaver requires: autocommit, dict rows, and
+    prepare_threshold 0 as LangGraph's documentation sets it (psycopg then prepares
+    each statement at its first run; None would prepare none)."""
     return psycopg.connect(**postgres_connect_params())
 
 
@@ -113,8 +113,7 @@ def postgres_connect_params() -> dict[str, Any]:
     params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
               "host": db.get("HOST") or None, "port": db.get("PORT") or None, **options}
     params = {k: v for k, v in params.items() if v is not None}
-    # prepare_threshold None (nothing prepared) unless the options ask for it.
-    return {"autocommit": True, "prepare_threshold": None, "row_factory": dict_row, **params}
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, **params}
 
 
 def _identity() -> tuple[str, str]:
