@@ -42,6 +42,7 @@ from django.db import connection
 from django.db.models import Q
 
 from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_uuid
+from config.postgresql.params import psycopg_params
 from reviews.events import QUEUE_EVENTS_CHANNEL, EventNotice, event_notice_parse, event_public
 from reviews.models import QueueEvent
 from tenants.models import Tenant
@@ -238,7 +239,7 @@ class QueueEventRelay:
 
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(**_listen_params(), autocommit=True) as listener:
+                async with await psycopg.AsyncConnection.connect(**psycopg_params(), autocommit=True) as listener:
                     await listener.execute(f"LISTEN {QUEUE_EVENTS_CHANNEL}")
                     self._listening = True
                     # Anything committed while nobody listened is read now.
@@ -261,16 +262,6 @@ class QueueEventRelay:
 
 def _on_postgresql() -> bool:
     return connection.vendor == "postgresql"
-
-
-def _listen_params() -> dict[str, Any]:
-    """The Django database's connection parameters, for psycopg directly."""
-    db = settings.DATABASES["default"]
-    options = {k: v for k, v in (db.get("OPTIONS") or {}).items()
-               if k not in {"isolation_level", "server_side_binding", "assume_role", "pool"}}
-    params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
-              "host": db.get("HOST") or None, "port": db.get("PORT") or None, **options}
-    return {k: v for k, v in params.items() if v is not None}
 
 
 # --- One relay per event loop ------------------------------------------------------------------

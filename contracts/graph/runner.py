@@ -30,12 +30,10 @@ from langgraph.types import Command, StateSnapshot
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from config.postgresql.params import psycopg_params
 from contracts.graph import faults
 from contracts.graph.builder import contract_graph_build
 from contracts.graph.nodes import NODE_KINDS
-
-# Django-only OPTIONS keys that psycopg.connect() does not understand.
-_DJANGO_ONLY_OPTIONS = {"isolation_level", "server_side_binding", "assume_role", "pool"}
 
 _local = threading.local()
 
@@ -108,12 +106,7 @@ def postgres_connect() -> psycopg.Connection:
 
 
 def postgres_connect_params() -> dict[str, Any]:
-    db = connections["default"].settings_dict
-    options = {k: v for k, v in (db.get("OPTIONS") or {}).items() if k not in _DJANGO_ONLY_OPTIONS}
-    params = {"dbname": db["NAME"], "user": db.get("USER") or None, "password": db.get("PASSWORD") or None,
-              "host": db.get("HOST") or None, "port": db.get("PORT") or None, **options}
-    params = {k: v for k, v in params.items() if v is not None}
-    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, **params}
+    return {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row, **psycopg_params()}
 
 
 def _identity() -> tuple[str, str]:
