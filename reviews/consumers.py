@@ -56,6 +56,8 @@ _positions = database_sync_to_async(stream.stream_positions, thread_sensitive=Fa
 _start = database_sync_to_async(stream.stream_start, thread_sensitive=False)
 
 MAX_CHECK_BATCH = 500
+# Subscribers remembered as checked at the current access epoch (reviews.relay).
+CHECKED_KEPT = 10_000
 
 
 class _PositionChecks:
@@ -63,12 +65,32 @@ class _PositionChecks:
     socket of its tenant in this process at about the same time, and each must re-check
     its subscriber before forwarding it; the checks filed while a query is in flight go
     together into the next one (stream.stream_positions), so an event costs a couple of
-    queries per process instead of one per socket. Each check still reads after its
-    event arrived: a revocation committed before that is always seen."""
+    queries per process instead of one per socket. Each check reads after its event
+    arrived, or relies on one that did at the relay's current access epoch: either way a
+    revocation committed before the event is seen."""
 
     def __init__(self) -> None:
         self._waiting: dict[StreamSubscriber, list[asyncio.Future]] = {}
         self._flush_task: asyncio.Task | None = None
+        # Subscribers found allowed by a check that began and ended at this access
+        # epoch of the relay: no access change was committed in between.
+        self._checked_epoch: int | None = None
+        self._checked: set[StreamSubscriber] = set()
+
+    async def allowed(self, subscriber: StreamSubscriber, access_epoch: int | None) -> bool:
+        """Whether the subscriber may still receive an event handed out at `access_epoch`
+        (reviews.relay): without a query if it was found allowed at that same epoch,
+        which no access change committed before the event can have passed."""
+        if access_epoch is not None and access_epoch == self._checked_epoch and subscriber in self._checked:
+            return True
+        return await self.position(subscriber) is not None
+
+    def _remember(self, allowed: list[StreamSubscriber], epoch: int | None) -> None:
+        if epoch is None or epoch != queue_event_relay().access_epoch:
+            return  # an access change arrived while the check ran: it proves nothing now
+        if epoch != self._checked_epoch or len(self._checked) >= CHECKED_KEPT:
+            self._checked_epoch, self._checked = epoch, set()
+        self._checked.update(allowed)
 
     async def position(self, subscriber: StreamSubscriber) -> int | None:
         future = asyncio.get_running_loop().create_future()
@@ -84,6 +106,7 @@ class _PositionChecks:
                 batch = dict(itertools.islice(self._waiting.items(), MAX_CHECK_BATCH))
                 for subscriber in batch:
                     del self._waiting[subscriber]
+                epoch = queue_event_relay().access_epoch  # before the query reads anything
                 try:
                     positions = await _positions(subscribers=list(batch))
                 except Exception as exc:
@@ -92,6 +115,7 @@ class _PositionChecks:
                             if not future.done():
                                 future.set_exception(exc)
                     continue
+                self._remember([s for s in batch if positions[s] is not None], epoch)
                 for subscriber, futures in batch.items():
                     for future in futures:
                         if not future.done():  # a socket that closed meanwhile cancelled its own
@@ -126,6 +150,10 @@ def _process_state() -> _ProcessState:
 
 async def _position(subscriber: StreamSubscriber) -> int | None:
     return await _process_state().checks.position(subscriber)
+
+
+async def _allowed(subscriber: StreamSubscriber, access_epoch: int | None) -> bool:
+    return await _process_state().checks.allowed(subscriber, access_epoch)
 
 
 def _encoded(tenant_id: UUID, event: dict[str, Any]) -> str:
@@ -228,7 +256,7 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
 
     # --- From the process's relay, in seq order -----------------------------------------
 
-    async def deliver(self, event: dict[str, Any]) -> None:
+    async def deliver(self, event: dict[str, Any], access_epoch: int | None = None) -> None:
         if self.closed or event["seq"] <= self.sent:
             return
         async with self._send_lock:
@@ -241,17 +269,18 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
                 await self._send_missing(before=event["seq"])
                 if self.closed or event["seq"] <= self.sent:
                     return
-            # A fresh read per event: a membership revoked since connect stops delivery
-            # here, at the next event, and ends the socket.
+            # Checked per event: a membership revoked since connect stops delivery here,
+            # at the next event, and ends the socket. A fresh read, unless the relay
+            # vouches that no access change reached it since this subscriber's last one.
             try:
-                position = await _position(self.subscriber)
+                allowed = await _allowed(self.subscriber, access_epoch)
             except Exception:
                 # Fail closed but keep the socket: the next event finds this one missing
                 # and reads it from the log once the database answers again (and a
                 # heartbeat ahead of the client's position tells it to catch up).
                 logger.exception("queue stream could not check %s; event %s not sent", self.subscriber, event["seq"])
                 return
-            if position is None:
+            if not allowed:
                 await self._close_revoked()
                 return
             await self.send(text_data=_encoded(self.subscriber.tenant_id, event))

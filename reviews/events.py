@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 # "<tenant id> <seq> <the event as subscribers see it, but its seq, in JSON>", the JSON
 # left out when it would not fit (see event_notice_parse).
 QUEUE_EVENTS_CHANNEL = "hitl_queue_events"
+# Sent by database triggers when a right to follow a queue may have ended (reviews.relay).
+ACCESS_CHANGED_CHANNEL = "hitl_access_changed"
 # PostgreSQL's limit for a payload is 8,000 bytes; the tenant id and seq take under 60.
 NOTICE_BODY_MAX_BYTES = 7_900
 

@@ -24,6 +24,19 @@ alike:
 The reader knows nothing about subscribers: each socket re-checks its own right to
 follow the tenant before it sends an event (reviews.consumers), and a tenant's events
 only ever reach the sockets that followed that tenant's id.
+
+Access changes. On PostgreSQL, triggers on the tables a subscriber's right rests on (API
+tokens, memberships, users: migration reviews 0010) send `NOTIFY hitl_access_changed`
+from the changing transaction, and the reader LISTENs on the same connection. One
+connection receives notifications in the order their transactions committed, so by the
+time an event's notification has been handled, every access change committed before that
+event has been counted in `access_epoch`. A socket may therefore trust a check it made
+at the current epoch instead of reading again for every event (reviews.consumers): the
+revocation committed before an event is still always seen. Only events handed out
+straight from their notification carry the epoch: an event read from the log (a
+safety-net read may run while a dead connection has not been noticed yet) and every
+event while the reader does not listen (connecting, reconnecting, SQLite) are checked
+afresh.
 """
 
 from __future__ import annotations
@@ -43,7 +56,7 @@ from django.db.models import Q
 
 from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_uuid
 from config.postgresql.params import psycopg_params
-from reviews.events import QUEUE_EVENTS_CHANNEL, EventNotice, event_notice_parse, event_public
+from reviews.events import ACCESS_CHANGED_CHANNEL, QUEUE_EVENTS_CHANNEL, EventNotice, event_notice_parse, event_public
 from reviews.models import QueueEvent
 from tenants.models import Tenant
 
@@ -56,7 +69,9 @@ LISTEN_RETRY_SECONDS = 1.0
 
 
 class Follower(Protocol):
-    async def deliver(self, event: dict[str, Any]) -> None: ...
+    # access_epoch: the reader's at the event's notification; None for an event read
+    # from the log. See the module docstring.
+    async def deliver(self, event: dict[str, Any], access_epoch: int | None = None) -> None: ...
 
 
 def _positions_read(tenant_ids: list[UUID]) -> dict[UUID, int]:
@@ -110,6 +125,9 @@ class QueueEventRelay:
         self._reader: asyncio.Task | None = None
         self._listener: asyncio.Task | None = None
         self._listening = False
+        # Counts the access changes seen, and every start and loss of the LISTEN
+        # connection (notifications may have been missed around either).
+        self._access_changes = 0
         # Deliveries in flight: the event loop keeps only weak references to tasks.
         self._deliveries: set[asyncio.Task] = set()
 
@@ -145,6 +163,16 @@ class QueueEventRelay:
                     task.cancel()
             self._reader = self._listener = None
             self._listening = False
+            self._access_changed()
+
+    @property
+    def access_epoch(self) -> int | None:
+        """Changes with every access change committed since the reader began to listen;
+        None while it does not listen (see the module docstring)."""
+        return self._access_changes if self._listening else None
+
+    def _access_changed(self) -> None:
+        self._access_changes += 1
 
     def poke(self, tenant_id: UUID | None = None) -> None:
         """New events were committed (for `tenant_id`, or for anyone): read now."""
@@ -164,7 +192,7 @@ class QueueEventRelay:
             return  # already handed out by a read
         if notice.event is not None and notice.seq == followed.position + 1:
             followed.position = notice.seq
-            self._hand_out(followed, notice.event)
+            self._hand_out(followed, notice.event, access_epoch=self.access_epoch)
             return
         self.poke(notice.tenant_id)
 
@@ -219,11 +247,11 @@ class QueueEventRelay:
                 return
             positions = {t: self.followed[t].position for t in positions if t in self.followed}
 
-    def _hand_out(self, followed: _Followed, event: dict[str, Any]) -> None:
+    def _hand_out(self, followed: _Followed, event: dict[str, Any], access_epoch: int | None = None) -> None:
         for socket in list(followed.sockets):
             # A task per socket: a slow socket holds up only itself. Each socket takes
             # its own send lock in the order its tasks were made, so it sends in order.
-            delivery = asyncio.create_task(socket.deliver(event))
+            delivery = asyncio.create_task(socket.deliver(event, access_epoch))
             self._deliveries.add(delivery)
             delivery.add_done_callback(self._delivered)
 
@@ -240,11 +268,16 @@ class QueueEventRelay:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(**psycopg_params(), autocommit=True) as listener:
+                    await listener.execute(f"LISTEN {ACCESS_CHANGED_CHANNEL}")
                     await listener.execute(f"LISTEN {QUEUE_EVENTS_CHANNEL}")
+                    self._access_changed()  # whatever changed while nobody listened
                     self._listening = True
                     # Anything committed while nobody listened is read now.
                     self.poke()
                     async for notification in listener.notifies():
+                        if notification.channel == ACCESS_CHANGED_CHANNEL:
+                            self._access_changed()
+                            continue
                         try:
                             notice = event_notice_parse(notification.payload)
                         except ValueError:
@@ -257,6 +290,7 @@ class QueueEventRelay:
                 logger.warning("queue event relay lost its LISTEN connection; polling until it is back",
                                exc_info=True)
             self._listening = False
+            self._access_changed()
             await asyncio.sleep(LISTEN_RETRY_SECONDS)
 
 

@@ -615,3 +615,68 @@ def test_client_noise_is_ignored_and_ping_answers_with_the_position(acme):
         await socket.disconnect()
 
     async_to_sync(scenario)()
+
+
+# --- Checks trusted until an access change (PostgreSQL) -------------------------------
+
+
+def _checks_counted(monkeypatch) -> list:
+    """The subscribers of each check query the sockets' batched checks run."""
+    from reviews import consumers
+
+    checked: list = []
+    original = consumers._positions
+
+    async def counted(*, subscribers):
+        checked.extend(subscribers)
+        return await original(subscribers=subscribers)
+
+    monkeypatch.setattr(consumers, "_positions", counted)
+    return checked
+
+
+def _revoke_viewer_token_in_sql(world) -> None:
+    ApiToken.objects.filter(user=world.viewer.user).update(revoked_at=timezone.now())
+
+
+def _demote_viewer_in_sql(world) -> None:
+    world.viewer.user.memberships.filter(tenant=world.tenant).update(role=Role.AGENT)
+
+
+def _deactivate_viewer_in_sql(world) -> None:
+    type(world.viewer.user).objects.filter(pk=world.viewer.user.pk).update(is_active=False)
+
+
+@postgresql_only
+@pytest.mark.parametrize("revoke", [
+    _remove_viewer, _demote_viewer_to_agent, _revoke_viewer_token, _deactivate_viewer,
+    _revoke_viewer_token_in_sql, _demote_viewer_in_sql, _deactivate_viewer_in_sql,
+])
+def test_a_check_is_trusted_until_an_access_change_commits(acme, monkeypatch, revoke):
+    """Events from their notifications reuse a subscriber's check until an access change
+    is notified (by the database's triggers, so plain SQL counts too); the event after
+    a revocation still finds it and closes the socket."""
+    task = high_risk_task(acme)
+    ticket, watcher_ticket = ticket_for(acme, acme.viewer), ticket_for(acme, acme.reviewer2)
+    writer_in_another_process(monkeypatch)
+    checked = _checks_counted(monkeypatch)
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        watcher, watcher_ok = await open_socket(ws_path(acme, ticket=watcher_ticket))
+        assert ok and watcher_ok
+        await receive(socket), await receive(watcher)
+        await _relay_listening()
+        await asyncio.sleep(0.2)
+        await database_sync_to_async(claim_and_release)(acme, task)
+        for communicator in (socket, watcher):
+            assert [(await receive(communicator))["type"] for _ in range(2)] == ["review.claimed", "review.released"]
+        # Two events, one check per subscriber: the second event trusted the first's.
+        assert sorted(s.user_id for s in checked) == sorted([acme.viewer.user.pk, acme.reviewer2.user.pk])
+        await database_sync_to_async(revoke)(acme)
+        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        assert (await receive(watcher))["type"] == "review.claimed"
+        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
+        await watcher.disconnect()
+
+    async_to_sync(scenario)()
