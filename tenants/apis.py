@@ -52,7 +52,13 @@ class TenantAPIView(APIView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        self.tenant, self.membership = tenant_get_for_member(slug=kwargs["tenant_slug"], user=request.user)
+        slug = kwargs["tenant_slug"]
+        # Read with the API token when there is one (tenants.authentication).
+        known = getattr(request.auth, "membership_here", None)
+        if known is not None and known.tenant.slug == slug and known.user_id == request.user.pk:
+            self.tenant, self.membership = known.tenant, known
+        else:
+            self.tenant, self.membership = tenant_get_for_member(slug=slug, user=request.user)
         method = request.method.lower()
         handled = method in self.http_method_names and hasattr(self, method) and method != "options"
         # A method with no handler falls through to DRF's 405.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
-from tenants.authentication import ApiTokenAuthentication
+from tenants.authentication import ApiTokenAuthentication, url_tenant_slug
 
 # Agent Inbox can only send `x-api-key`; the SDKs send it from `api_key=`, or any header
 # (Authorization: Bearer) through `headers=`.
@@ -26,7 +26,7 @@ class PlatformTokenAuthentication(authentication.BaseAuthentication):
             if len(parts) != 2:
                 raise exceptions.AuthenticationFailed("Invalid Authorization header: give one token.")
             key = parts[1].decode(errors="replace")
-        return ApiTokenAuthentication().authenticate_credentials(key.strip())
+        return ApiTokenAuthentication().authenticate_credentials(key.strip(), tenant_slug=url_tenant_slug(request))
 
     def authenticate_header(self, request: Request) -> str:
         # Makes DRF answer 401 (not 403) to a request without credentials.
