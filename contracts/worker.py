@@ -8,6 +8,12 @@ waits on `LISTEN` for at most `--interval` seconds: work starts within milliseco
 the interval is only a safety net for a lost notification. On SQLite it falls back to
 sleeping `--interval`.
 
+On PostgreSQL a task's success is written by the worker's next claim, in the same
+statement (no transaction of its own: two commits fewer per contract); the loop claims
+again straight after a task, and writes what is left when it stops. A worker killed in
+between leaves the row `RUNNING`, swept like any other (below): the drive itself was
+recorded by the task, on the contract.
+
 Faults: a database error anywhere in the loop (a restart, a terminated connection, a
 failover) drops the connections, waits with backoff and carries on, logged once per
 outage; the upstream loop would let it end the process. A task row left `RUNNING` by a
@@ -100,6 +106,8 @@ class WakeableWorker(Worker):
         self._woken_by_notification = False
         self._outage = _Outage()
         self._listen_down = False
+        # A task that succeeded and is not written yet (PostgreSQL): the next claim does.
+        self._succeeded: DBTaskResult | None = None
 
     # --- Signals ----------------------------------------------------------------------
 
@@ -171,8 +179,10 @@ class WakeableWorker(Worker):
     def _claim_next_postgresql(self) -> DBTaskResult | None:
         """The same claim as django-tasks-db's (the oldest ready task of the highest
         priority, rows other workers hold skipped, marked running with this worker's id)
-        in one statement instead of a transaction of four: it runs for every task."""
+        in one statement instead of a transaction of four: it runs for every task. The
+        previous task's success, if not written yet, is written by the same statement."""
         table = DBTaskResult._meta.db_table
+        finished, finished_params = self._success_sql()
         where = ["status = %s", "backend_name = %s", "(run_after = %s OR run_after <= %s)"]
         params: list = [TaskResultStatus.READY.value, self.backend_name, get_date_max(), timezone.now()]
         if not self.process_all_queues:
@@ -182,14 +192,65 @@ class WakeableWorker(Worker):
             where.append("NOT (queue_name = ANY(%s))")
             params.append(list(self.excluded_queue_names))
         sql = (
-            f"UPDATE {table} SET status = %s, started_at = %s, worker_ids = worker_ids || jsonb_build_array(%s::text)"
+            f"{finished}UPDATE {table} SET status = %s, started_at = %s, worker_ids = worker_ids || jsonb_build_array(%s::text)"
             f" WHERE id = (SELECT id FROM {table} WHERE {' AND '.join(where)}"
             f" ORDER BY priority DESC, run_after ASC, enqueued_at ASC LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING *"
         )
-        claimed = list(DBTaskResult.objects.raw(sql, [TaskResultStatus.RUNNING.value, timezone.now(), self.worker_id, *params]))
+        claimed = list(DBTaskResult.objects.raw(
+            sql, [*finished_params, TaskResultStatus.RUNNING.value, timezone.now(), self.worker_id, *params]
+        ))
+        self._succeeded = None  # written
         return claimed[0] if claimed else None
 
+    # --- Success, written with the next claim (PostgreSQL) ----------------------------
+
+    def run_task(self, db_task_result: DBTaskResult) -> None:
+        if connection.vendor == "postgresql":
+            # Upstream's run_task, with its set_successful (a save of its own) deferred.
+            db_task_result.set_successful = lambda return_value: self._success_defer(db_task_result, return_value)
+        super().run_task(db_task_result)
+
+    def _success_defer(self, db_task_result: DBTaskResult, return_value: object) -> None:
+        # The instance as set_successful leaves it: the task_finished signal reads it.
+        db_task_result.status = TaskResultStatus.SUCCESSFUL
+        db_task_result.finished_at = timezone.now()
+        db_task_result.return_value = return_value
+        db_task_result.exception_class_path = db_task_result.traceback = ""
+        self._succeeded = db_task_result
+
+    def _success_sql(self) -> tuple[str, list]:
+        """A data-modifying WITH that writes the deferred success (the row is still
+        `RUNNING` and this worker's; the claim beside it only picks `READY` rows)."""
+        done = self._succeeded
+        if done is None:
+            return "", []
+        table = DBTaskResult._meta.db_table
+        value = DBTaskResult._meta.get_field("return_value").get_db_prep_save(done.return_value, connection)
+        return (
+            f"WITH finished AS (UPDATE {table} SET status = %s, finished_at = %s, return_value = %s,"
+            f" exception_class_path = '', traceback = '' WHERE id = %s AND status = %s) ",
+            [done.status, done.finished_at, value, done.pk, TaskResultStatus.RUNNING.value],
+        )
+
+    def _success_write(self) -> None:
+        """What the loop leaves unwritten when it stops."""
+        done, self._succeeded = self._succeeded, None
+        if done is not None:
+            DBTaskResult.objects.filter(pk=done.pk, status=TaskResultStatus.RUNNING).update(
+                status=done.status, finished_at=done.finished_at, return_value=done.return_value,
+                exception_class_path="", traceback="",
+            )
+
     def run(self) -> None:
+        try:
+            self._loop()
+        finally:
+            try:
+                self._success_write()
+            except (DatabaseError, psycopg.Error):
+                logger.warning("could not record the last task's success; the row is swept later", exc_info=True)
+
+    def _loop(self) -> None:
         # The loop of django_tasks_db's Worker.run, continuous mode, with its idle
         # time.sleep(interval) replaced by _idle_wait() and database errors survived.
         logger.info("Starting worker worker_id=%s queues=%s", self.worker_id, ",".join(self.queue_names))

@@ -167,3 +167,21 @@ def test_two_workers_finish_every_contract_without_duplicate_tasks(acme, databas
     # would prove nothing about two workers).
     worker_ids = {wid for ids in DBTaskResult.objects.values_list("worker_ids", flat=True) for wid in ids}
     assert len(worker_ids) == 2
+
+
+def test_the_last_tasks_success_is_written_when_the_worker_stops(acme, database_tasks, tmp_path):
+    """run_worker writes a task's success with its next claim; a worker that stops after
+    the task (here --max-tasks 1) writes it on the way out."""
+    contract_id = submit(acme, HIGH_RISK_TEXT)
+    log = tmp_path / "worker.log"
+    with log.open("w") as out:
+        worker = subprocess.run(
+            [PYTHON, "manage.py", "run_worker", "--queue-name", "*", "--interval", "0.05", "--max-tasks", "1",
+             "--no-startup-delay", "--no-reload", "--no-scheduler"],
+            cwd=PROJECT_DIR, env=child_env(tasks_backend="database"), stdout=out, stderr=subprocess.STDOUT,
+            timeout=HANG_GUARD_SECONDS,
+        )
+    assert worker.returncode == 0, log.read_text()
+    assert pending_task(contract_id, "legal") is not None
+    [(status, finished_at)] = DBTaskResult.objects.values_list("status", "finished_at")
+    assert status == "SUCCESSFUL" and finished_at is not None, log.read_text()
