@@ -904,7 +904,7 @@ def main() -> int:
             server = procs.start(
                 "uvicorn",
                 [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-                 "--workers", "1", "--no-access-log", "--log-level", "warning"],
+                 "--workers", "1", "--no-access-log", "--log-level", "warning", "--ws-per-message-deflate", "false"],
                 env=env,
             )
             http_wait_ready(f"{base_url}/healthz", timeout=60, check_alive=procs.check_alive)

@@ -121,7 +121,7 @@ def start_server(port: int, *, env: dict[str, str], log_dir: Path, index: int) -
     with open(log_dir / f"uvicorn-{index}.log", "ab") as log:
         return subprocess.Popen(
             [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--no-access-log", "--log-level", "warning"],
+             "--no-access-log", "--log-level", "warning", "--ws-per-message-deflate", "false"],
             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )
 

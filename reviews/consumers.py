@@ -85,7 +85,8 @@ class _PositionChecks:
             return True
         return await self.position(subscriber) is not None
 
-    def _remember(self, allowed: list[StreamSubscriber], epoch: int | None) -> None:
+    def remember(self, allowed: list[StreamSubscriber], epoch: int | None) -> None:
+        """Subscribers a check found allowed, the relay's access epoch read before it."""
         if epoch is None or epoch != queue_event_relay().access_epoch:
             return  # an access change arrived while the check ran: it proves nothing now
         if epoch != self._checked_epoch or len(self._checked) >= CHECKED_KEPT:
@@ -115,7 +116,7 @@ class _PositionChecks:
                             if not future.done():
                                 future.set_exception(exc)
                     continue
-                self._remember([s for s in batch if positions[s] is not None], epoch)
+                self.remember([s for s in batch if positions[s] is not None], epoch)
                 for subscriber, futures in batch.items():
                     for future in futures:
                         if not future.done():  # a socket that closed meanwhile cancelled its own
@@ -204,11 +205,14 @@ class ReviewQueueConsumer(AsyncJsonWebsocketConsumer):
             # is then handed to this socket by the relay.
             await queue_event_relay().follow(subscriber.tenant_id, self)
             self.following = True
+            epoch = queue_event_relay().access_epoch
             start: StreamStart | None = await _start(subscriber=subscriber, after=after)
             if start is None:  # revoked in the instant since authentication
                 self._unfollow()
                 await self._refuse()
                 return
+            # The start re-checked the subscriber: the first events need no query either.
+            _process_state().checks.remember([subscriber], epoch)
             await self.accept()
             self.sent = start.latest_seq
             await self.send_json({"type": "hello", "latest_seq": start.latest_seq})

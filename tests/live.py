@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 from django.conf import settings
 
-from tests.support import PROJECT_DIR, PYTHON, child_env
+from tests.support import PROJECT_DIR, PYTHON, SERVER_COMMAND, child_env
 
 # Bounds on waiting: they stop a broken run from hanging, they never assert speed.
 START_BOUND = 90
@@ -173,8 +173,7 @@ def live_product(*, debug: bool = True, worker: bool = True, seed: bool = True, 
             if worker:
                 product.start("worker", PYTHON, "manage.py", "run_worker", "--queue-name", "*", "--interval", "0.05",
                               "--no-startup-delay", "--no-reload")
-            product.start("server", PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1",
-                          "--port", str(port), "--no-access-log")
+            product.start("server", *SERVER_COMMAND, "--host", "127.0.0.1", "--port", str(port), "--no-access-log")
             product.wait_ready()
             if seed and worker:
                 product.wait_seeded()
@@ -265,7 +264,7 @@ class Processes:
 
     def server(self, **env: str) -> LiveServer:
         port = free_port()
-        argv = [PYTHON, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port)]
+        argv = [*SERVER_COMMAND, "--host", "127.0.0.1", "--port", str(port)]
         popen, log = self._spawn("server", argv, live_env(**env))
         server = LiveServer(name="server", popen=popen, log=log, port=port)
         self.started.append(server)

@@ -28,6 +28,8 @@ from contracts.graph.runner import contract_graph, contract_graph_close
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 # The interpreter running pytest is the project's venv.
 PYTHON = sys.executable
+# The server as the README serves it; add --host and --port.
+SERVER_COMMAND = [PYTHON, "-m", "uvicorn", "config.asgi:application", "--ws-per-message-deflate", "false"]
 
 postgresql_only = pytest.mark.skipif(
     connection.vendor != "postgresql",

@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from reviews.models import ReviewTask
 from tenants.models import Membership
 from tests.factories import HIGH_RISK_TEXT
+from tests.support import SERVER_COMMAND
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -122,8 +123,7 @@ def live_servers(count: int, *, worker: bool = False) -> Iterator[list[LiveServe
                 log = Path(tmp) / f"server-{index}.log"
                 with log.open("wb") as out:
                     process = subprocess.Popen(
-                        [sys.executable, "-m", "uvicorn", "config.asgi:application",
-                         "--host", "127.0.0.1", "--port", str(port)],
+                        [*SERVER_COMMAND, "--host", "127.0.0.1", "--port", str(port)],
                         cwd=PROJECT_DIR, env=env, stdout=out, stderr=subprocess.STDOUT,
                     )
                 servers.append(LiveServer(port=port, process=process, log=log))
@@ -296,6 +296,9 @@ def test_subscriber_of_a_receives_review_created_and_subscriber_of_b_nothing(acm
             globex_ws = await open_stream(server, globex.reviewer.token, globex.slug)
             assert await receive(acme_ws) == {"type": "hello", "latest_seq": acme_seq}
             assert await receive(globex_ws) == {"type": "hello", "latest_seq": globex_seq}
+            # The client offers per-message compression; the server, started as the
+            # README says, declines it.
+            assert acme_ws.response.headers.get("Sec-WebSocket-Extensions") is None
 
             contract = await submit_high_risk(server, acme)
             event = await receive(acme_ws)
