@@ -5,7 +5,8 @@ django-tasks-db's worker sleeps `--interval` seconds whenever the queue is empty
 step of a run would wait up to that long before a worker looks again. Here each enqueue
 sends `NOTIFY` (delivered when the enqueuing transaction commits) and an idle worker
 waits on `LISTEN` for at most `--interval` seconds: work starts within milliseconds, and
-the interval is only a safety net for a lost notification. On SQLite it falls back to
+the interval is only a safety net for a lost notification. The NOTIFY is sent by a
+trigger on the task table (migration contracts 0009). On SQLite the worker falls back to
 sleeping `--interval`.
 
 On PostgreSQL a task's success is written by the worker's next claim, in the same
@@ -34,10 +35,7 @@ from types import FrameType
 import psycopg
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, connections
-from django.dispatch import receiver
 from django.utils import timezone
-from django_tasks.signals import task_enqueued
-from django_tasks_db.backend import DatabaseBackend
 from django_tasks_db.compat import TaskResultStatus
 from django_tasks_db.management.commands.db_worker import Worker
 from django_tasks_db.models import DBTaskResult, get_date_max
@@ -48,13 +46,6 @@ logger = logging.getLogger(__name__)
 CHANNEL = "hitl_tasks_enqueued"
 # Backoff while the database is unreachable: from the first to the last, doubling.
 OUTAGE_BACKOFF_FIRST, OUTAGE_BACKOFF_LAST = 0.25, 5.0
-
-
-@receiver(task_enqueued)
-def _notify_workers(sender, task_result, **kwargs) -> None:
-    if issubclass(sender, DatabaseBackend) and connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_notify(%s, '')", [CHANNEL])
 
 
 def abandoned_task_results_sweep(*, now: datetime | None = None) -> int:
