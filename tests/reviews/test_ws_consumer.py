@@ -684,3 +684,46 @@ def test_a_check_is_trusted_until_an_access_change_commits(acme, monkeypatch, re
         await watcher.disconnect()
 
     async_to_sync(scenario)()
+
+
+@postgresql_only
+def test_a_revocation_while_the_relay_was_not_listening_is_still_seen(acme, monkeypatch):
+    """The access notification of a change committed while the relay's LISTEN connection
+    was down is lost; the checks made before it must not be trusted after it."""
+    from django.db import connection as db
+
+    task = high_risk_task(acme)
+    ticket = ticket_for(acme, acme.viewer)
+    writer_in_another_process(monkeypatch)
+
+    def listener_killed() -> None:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE datname = current_database() AND query LIKE 'LISTEN hitl_queue_events%%'")
+
+    async def relay_down() -> None:
+        from reviews.relay import queue_event_relay
+
+        for _ in range(WAIT * 50):
+            if not queue_event_relay()._listening:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the relay never noticed its connection was gone")
+
+    async def scenario():
+        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
+        assert ok
+        await receive(socket)
+        await _relay_listening()
+        await asyncio.sleep(0.2)
+        await database_sync_to_async(claim_and_release)(acme, task)  # checked, and remembered
+        assert [(await receive(socket))["type"] for _ in range(2)] == ["review.claimed", "review.released"]
+        await database_sync_to_async(listener_killed)()
+        await relay_down()
+        await database_sync_to_async(_remove_viewer)(acme)  # nobody listens: its notification is lost
+        await _relay_listening()
+        await asyncio.sleep(0.2)
+        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
+        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
+
+    async_to_sync(scenario)()
