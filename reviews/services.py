@@ -325,8 +325,9 @@ def review_task_decision_record(
     audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
                  data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id),
                        **(audit_data or {})})
-    events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RESOLVED, task=task)
     contract_drive_enqueue(tenant_id=tenant.id, contract_id=task.contract_id)
+    # The event last: it holds the tenant's row lock (event numbers) until the commit.
+    events.event_emit(tenant_id=tenant.id, type=events.REVIEW_RESOLVED, task=task)
 
 
 def _shown_interrupt_check(*, task: ReviewTask, seen_digest: str | None) -> None:
