@@ -476,6 +476,16 @@ def _deactivate_viewer(world) -> None:
     world.viewer.user.save(update_fields=["is_active"])
 
 
+async def _next_event_closes_the_revoked(world, task, *, revoke, socket, watcher) -> None:
+    """`revoke`, then one event: the still-authorised watcher gets it, the revoked
+    socket gets a close."""
+    await database_sync_to_async(revoke)(world)
+    await database_sync_to_async(review_task_claim)(tenant=world.tenant, task_id=task.pk, user=world.reviewer.user)
+    assert (await receive(watcher))["type"] == "review.claimed"
+    assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
+    await watcher.disconnect()
+
+
 @pytest.mark.parametrize("revoke", [_remove_viewer, _demote_viewer_to_agent, _revoke_viewer_token, _deactivate_viewer])
 def test_revocation_stops_delivery_at_the_next_event_and_closes_the_socket(acme, revoke):
     task = high_risk_task(acme)
@@ -487,12 +497,7 @@ def test_revocation_stops_delivery_at_the_next_event_and_closes_the_socket(acme,
         watcher, watcher_ok = await open_socket(ws_path(acme, ticket=watcher_ticket))
         assert ok and watcher_ok
         await receive(socket), await receive(watcher)
-        await database_sync_to_async(revoke)(acme)
-        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
-        # The still-authorised watcher gets the event; the revoked socket gets a close.
-        assert (await receive(watcher))["type"] == "review.claimed"
-        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
-        await watcher.disconnect()
+        await _next_event_closes_the_revoked(acme, task, revoke=revoke, socket=socket, watcher=watcher)
 
     async_to_sync(scenario)()
 
@@ -677,11 +682,7 @@ def test_a_check_is_trusted_until_an_access_change_commits(acme, monkeypatch, re
         # Two events: one check for the socket opened before the relay listened (the
         # second event trusted it), none for the other.
         assert [s.user_id for s in checked] == [acme.viewer.user.pk]
-        await database_sync_to_async(revoke)(acme)
-        await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
-        assert (await receive(watcher))["type"] == "review.claimed"
-        assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
-        await watcher.disconnect()
+        await _next_event_closes_the_revoked(acme, task, revoke=revoke, socket=socket, watcher=watcher)
 
     async_to_sync(scenario)()
 
