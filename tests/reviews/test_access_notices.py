@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from config.postgresql.params import psycopg_params
 from reviews.events import ACCESS_CHANGED_CHANNEL
-from tenants.models import ApiToken, Membership, Role
+from tenants.models import ApiToken, Membership, Role, Tenant
 from tests.support import postgresql_only
 
 pytestmark = [pytest.mark.django_db(transaction=True), postgresql_only]
@@ -43,7 +43,7 @@ def test_changes_that_cannot_end_a_right_do_not_notify(acme):
         lambda: ApiToken.objects.filter(user=viewer).update(name="renamed"),
         lambda: Membership.objects.filter(user=viewer).update(finance_approver=True),
         lambda: get_user_model().objects.filter(pk=viewer.pk).update(last_login=timezone.now()),
-        lambda: acme.tenant.__class__.objects.filter(pk=acme.tenant.pk).update(event_seq=acme.tenant.event_seq + 1),
+        lambda: Tenant.objects.filter(pk=acme.tenant.pk).update(event_seq=acme.tenant.event_seq + 1),
     ]
     assert [_notified(change) for change in changes] == [0] * len(changes)
 

@@ -258,14 +258,25 @@ def _log_reads_counted(monkeypatch) -> list[int]:
 
 
 async def _relay_listening() -> None:
+    """Returns once the relay listens and the read that follows LISTEN's start is done."""
     from reviews.relay import queue_event_relay
 
     relay = queue_event_relay()
     for _ in range(WAIT * 50):
         if relay._listening:
+            await asyncio.sleep(0.2)
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the relay never listened")
+
+
+async def _socket_with_the_relay_listening(world, ticket: str) -> tuple[Communicator, dict]:
+    """An accepted socket and its hello, once the relay listens (_relay_listening)."""
+    socket, ok = await open_socket(ws_path(world, ticket=ticket))
+    assert ok
+    hello = await receive(socket)
+    await _relay_listening()
+    return socket, hello
 
 
 @postgresql_only
@@ -277,10 +288,8 @@ def test_the_next_event_goes_out_from_its_notification_as_the_log_has_it(acme, m
     reads = _log_reads_counted(monkeypatch)
 
     async def scenario():
-        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
-        assert ok and (await receive(socket))["latest_seq"] == start
-        await _relay_listening()
-        await asyncio.sleep(0.2)  # the read that follows LISTEN's start is done
+        socket, hello = await _socket_with_the_relay_listening(acme, ticket)
+        assert hello["latest_seq"] == start
         reads.clear()
         await database_sync_to_async(claim_and_release)(acme, task)
         received = [await receive(socket) for _ in range(2)]
@@ -309,10 +318,8 @@ def test_an_event_too_large_for_its_notification_is_read_from_the_log(acme, monk
                               extra={"note": note})
 
     async def scenario():
-        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
-        assert ok and (await receive(socket))["latest_seq"] == start
-        await _relay_listening()
-        await asyncio.sleep(0.2)
+        socket, hello = await _socket_with_the_relay_listening(acme, ticket)
+        assert hello["latest_seq"] == start
         reads.clear()
         await database_sync_to_async(emit)()
         received = [await receive(socket) for _ in range(2)]
@@ -667,11 +674,7 @@ def test_a_check_is_trusted_until_an_access_change_commits(acme, monkeypatch, re
     checked = _checks_counted(monkeypatch)
 
     async def scenario():
-        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
-        assert ok
-        await receive(socket)
-        await _relay_listening()
-        await asyncio.sleep(0.2)
+        socket, _ = await _socket_with_the_relay_listening(acme, ticket)
         # Opened while the relay listens: the check at connect counts for its events.
         watcher, watcher_ok = await open_socket(ws_path(acme, ticket=watcher_ticket))
         assert watcher_ok
@@ -712,18 +715,13 @@ def test_a_revocation_while_the_relay_was_not_listening_is_still_seen(acme, monk
         raise AssertionError("the relay never noticed its connection was gone")
 
     async def scenario():
-        socket, ok = await open_socket(ws_path(acme, ticket=ticket))
-        assert ok
-        await receive(socket)
-        await _relay_listening()
-        await asyncio.sleep(0.2)
+        socket, _ = await _socket_with_the_relay_listening(acme, ticket)
         await database_sync_to_async(claim_and_release)(acme, task)  # checked, and remembered
         assert [(await receive(socket))["type"] for _ in range(2)] == ["review.claimed", "review.released"]
         await database_sync_to_async(listener_killed)()
         await relay_down()
         await database_sync_to_async(_remove_viewer)(acme)  # nobody listens: its notification is lost
         await _relay_listening()
-        await asyncio.sleep(0.2)
         await database_sync_to_async(review_task_claim)(tenant=acme.tenant, task_id=task.pk, user=acme.reviewer.user)
         assert await socket.receive_output(timeout=WAIT) == {"type": "websocket.close", "code": CLOSE_REVOKED}
 
