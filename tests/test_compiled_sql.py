@@ -1,5 +1,6 @@
 """config.compiled_sql gives what the ORM gives (rows, converted values, instances with
-their select_related objects), for each call's own values, compiling once."""
+their select_related objects), for each call's own values, compiling once; on
+PostgreSQL, as a statement each connection prepares once (config.postgresql.prepared)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ from django.core.exceptions import ValidationError
 from django.db.transaction import TransactionManagementError
 
 from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_str, placeholder_uuid
+from config.postgresql.prepared import PreparedStatement, statement_sql
 from reviews.models import ReviewTask
 from tenants.models import Membership
 from tests.api_flow import submit
 from tests.factories import HIGH_RISK_TEXT
+from tests.support import postgresql_only
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
@@ -35,6 +38,7 @@ TASK_LOCKED = CompiledQuery(
 
 
 def test_instances_with_their_related_objects_as_the_orm_reads_them(acme, globex, django_assert_num_queries):
+    MEMBER.fetch(slug=acme.slug, user_id=acme.admin.user.pk)  # PostgreSQL: prepared on this connection
     for world, member in [(acme, acme.reviewer), (globex, globex.admin)]:
         expected = Membership.objects.select_related("tenant").get(tenant=world.tenant, user=member.user)
         with django_assert_num_queries(1):
@@ -106,3 +110,57 @@ def test_a_uuid_given_as_text_is_read_as_the_orm_reads_it(acme):
         query.fetch(tenant_id="not-a-uuid")
     with pytest.raises(ValidationError):
         Membership.objects.filter(tenant_id="not-a-uuid").exists()
+
+
+def _statements_prepared() -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {name for (name,) in cursor.fetchall()}
+
+
+@postgresql_only
+def test_on_postgresql_each_connection_prepares_once_and_then_executes(acme, globex, django_assert_num_queries):
+    member = CompiledQuery(MEMBER.build, **MEMBER.placeholders)  # a statement no test has prepared yet
+    with django_assert_num_queries(2) as first:
+        assert member.first(slug=acme.slug, user_id=acme.admin.user.pk).role == "admin"
+    prepare, execute = (q["sql"] for q in first.captured_queries)
+    name = execute.split()[1].split("(")[0]
+    assert prepare.startswith(f"PREPARE {name} AS SELECT") and "$2" in prepare and "%s" not in prepare
+    assert name in _statements_prepared()
+    assert statement_sql(execute) == member._for("default").sql
+    with django_assert_num_queries(1):
+        assert member.first(slug=globex.slug, user_id=globex.viewer.user.pk).role == "viewer"
+
+    # A rollback keeps the session's statements (PREPARE is not transactional).
+    with pytest.raises(ZeroDivisionError), transaction.atomic():
+        assert member.first(slug=acme.slug, user_id=acme.reviewer.user.pk).role == "reviewer"
+        1 / 0
+    with django_assert_num_queries(1):
+        assert member.first(slug=acme.slug, user_id=acme.reviewer.user.pk).role == "reviewer"
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)  # the other thread's connection commits its own reads
+def test_a_new_connection_prepares_for_itself(acme):
+    assert MEMBER.first(slug=acme.slug, user_id=acme.admin.user.pk) is not None
+    seen = []
+
+    def other_thread() -> None:
+        seen.append((MEMBER.first(slug=acme.slug, user_id=acme.agent.user.pk).role, _statements_prepared()))
+        connection.close()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    [(role, prepared)] = seen
+    assert role == "agent" and MEMBER._for("default").statement.name in prepared
+
+
+def test_a_prepared_statement_keeps_literal_percent_signs_and_counts_its_placeholders():
+    statement = PreparedStatement("SELECT 1 WHERE %s LIKE 'a%%' AND %s = 2", 2)
+    assert statement._prepare.endswith("AS SELECT 1 WHERE $1 LIKE 'a%' AND $2 = 2")
+    assert statement._execute == f"EXECUTE {statement.name}(%s, %s)"
+    assert statement_sql(f"EXECUTE {statement.name}('x', 2)") == "SELECT 1 WHERE %s LIKE 'a%%' AND %s = 2"
+    assert statement_sql("SELECT 1") == "SELECT 1"
+    with pytest.raises(ValueError, match="2 placeholders"):
+        PreparedStatement("SELECT %s, %s", 3)

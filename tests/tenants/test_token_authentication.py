@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from config.postgresql.prepared import statement_sql
 from tenants.models import ApiToken, Role
 from tenants.services import membership_set
 
@@ -16,7 +17,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _credential_reads(queries) -> list[str]:
-    return [q["sql"] for q in queries if "tenants_apitoken" in q["sql"] or 'FROM "tenants_membership"' in q["sql"]]
+    ran = [statement_sql(q["sql"]) for q in queries if not q["sql"].startswith("PREPARE ")]
+    return [sql for sql in ran if "tenants_apitoken" in sql or 'FROM "tenants_membership"' in sql]
 
 
 @pytest.mark.embedded
