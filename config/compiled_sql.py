@@ -82,9 +82,13 @@ class CompiledQuery:
 
     def _queryset(self, using: str, values: dict[str, Any]) -> QuerySet:
         compiled = self._for(using)
-        bound = list(compiled.params)
-        for index, name in compiled.slots.items():
-            bound[index] = self._prepared(using, self._typed(name, values[name]))
+        given = {name: self._prepared(using, self._typed(name, values[name])) for name in self.placeholders}
+        if compiled.statement is not None:
+            bound = [given[name] for name in compiled.statement.names]
+        else:
+            bound = list(compiled.params)
+            for index, name in compiled.slots.items():
+                bound[index] = given[name]
         queryset = compiled.template._chain()
         connection = connections[using]
         if queryset.query.select_for_update and connection.get_autocommit():
@@ -118,7 +122,7 @@ class CompiledQuery:
         if missing:
             raise ValueError(f"placeholders not found in the compiled query: {sorted(missing)}")
         state = {name: getattr(compiler, name) for name in _COMPILER_STATE}
-        statement = PreparedStatement(sql, len(params)) if connections[alias].vendor == "postgresql" else None
+        statement = PreparedStatement(sql, params, slots) if connections[alias].vendor == "postgresql" else None
         return _Compiled(template=template, sql=sql, params=tuple(params), slots=slots, state=state, statement=statement)
 
     def _typed(self, name: str, value: Any) -> Any:

@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from config.api_errors import Conflict, NotFound, is_database_unavailable
 from config.compiled_sql import CompiledQuery, placeholder_uuid
+from config.compiled_writes import CompiledInsert, CompiledUpdate
 from contracts.graph import faults, runner
 from contracts.graph.runner import RunSnapshot
 from contracts.models import FINAL_STATUSES, Contract, ContractStatus, Run, RunKind
@@ -49,7 +50,7 @@ def contract_submit(*, tenant: Tenant, submitted_by: AbstractBaseUser | None, ti
     """Save the contract and queue its first run; the request never waits for the graph."""
     contract_id = uuid.uuid4()
     with transaction.atomic():
-        contract = Contract.objects.create(
+        contract = _CONTRACT_INSERT.create(
             id=contract_id,
             tenant=tenant,
             title=title,
@@ -278,6 +279,9 @@ _CONTRACT_LOCKED = CompiledQuery(
     .select_related("tenant").filter(tenant_id=tenant_id, pk=contract_id)[:1],
     tenant_id=placeholder_uuid(1), contract_id=placeholder_uuid(2),
 )
+# The contract rows every contract writes, as SQL rendered once (config.compiled_writes).
+_CONTRACT_INSERT = CompiledInsert(Contract)
+_LEASE_SAVE = CompiledUpdate(Contract, ["run_lease_owner", "run_lease_until", "updated_at"])
 
 
 def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Work | None:
@@ -302,10 +306,10 @@ def _run_lease_acquire(*, tenant_id: UUID, contract_id: UUID, owner: str) -> _Wo
         if idle:
             if contract.run_lease_owner:  # a lease left by a worker that died: clear it
                 _lease_release(contract)
-                contract.save(update_fields=["run_lease_owner", "run_lease_until", "updated_at"])
+                _LEASE_SAVE.save(contract)
             return None
         _lease_hold(contract, owner=owner)
-        contract.save(update_fields=["run_lease_owner", "run_lease_until", "updated_at"])
+        _LEASE_SAVE.save(contract)
     return _Work(contract=contract, decisions=decisions)
 
 
@@ -373,10 +377,10 @@ def _run_graph_steps(work: _Work) -> tuple[RunSnapshot, RunSnapshot]:
     return before, before
 
 
-_OUTCOME_FIELDS = [
+_OUTCOME_SAVE = CompiledUpdate(Contract, [
     "risk_score", "findings", "payments", "analysis", "decision_history", "amendments", "amended_text", "last_error",
     "status", "completed_at", "run_lease_owner", "run_lease_until", "run_attempts", "retry_at", "updated_at",
-]
+])
 
 
 def _run_outcome_record(*, work: _Work, before: RunSnapshot, after: RunSnapshot, owner: str) -> _Work | None:
@@ -418,7 +422,7 @@ def _run_outcome_record(*, work: _Work, before: RunSnapshot, after: RunSnapshot,
             contract_retry_schedule(contract, reason=f"DriveStuck: {stuck}", counts=True, now=now)
         # Named fields: a full save would send the contract's text (up to 200,000
         # characters) back with every outcome.
-        contract.save(update_fields=_OUTCOME_FIELDS)
+        _OUTCOME_SAVE.save(contract)
         if recording:
             # Events go last: each holds the tenant's row lock until this commits.
             review_tasks_sync(contract=contract, pending=after.pending)

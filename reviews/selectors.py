@@ -126,11 +126,13 @@ class UnappliedDecision:
     decision: dict
 
 
-# Read at every pass of every drive, twice: compiled once (config.compiled_sql).
+# Read at every pass of every drive, twice: compiled once (config.compiled_sql). In
+# the order they were decided: the queue's order (risk, age) would lead the planner to
+# the queue's index and through every resolved task of the tenant.
 _UNAPPLIED = CompiledQuery(
     lambda tenant_id, contract_id: ReviewTask.objects.filter(
         tenant_id=tenant_id, contract_id=contract_id, status=ReviewStatus.RESOLVED, applied_at__isnull=True
-    ).values_list("pk", "interrupt_id", "decision"),
+    ).order_by("decided_at").values_list("pk", "interrupt_id", "decision"),
     tenant_id=placeholder_uuid(11), contract_id=placeholder_uuid(12),
 )
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from config.api_errors import Conflict, Forbidden, IdempotencyKeyReused, InvalidInput, NotFound
 from config.compiled_sql import CompiledQuery, placeholder_uuid
+from config.compiled_writes import CompiledInsert, CompiledUpdate
 from contracts.graph import runner
 from contracts.graph.decisions import DECISION_MODELS
 from contracts.models import Contract
@@ -71,12 +72,15 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt], no
     tenant = contract.tenant
     now = now or timezone.now()
     policies = review_policies_effective(tenant=tenant)
-    tasks = []
+    created = []
     for item in pending:
         policy = policies[item.kind]
         schedule = policy_schedule(policy, created=now)
         risk_score = float(item.payload.get("risk_score") or 0.0)
-        tasks.append(ReviewTask(
+        # A task that exists already (a re-sync, or a concurrent one: not expected under
+        # the run lease, but the constraint, not the lease, is what guarantees one task)
+        # is skipped by the insert, which then returns None.
+        task = _TASK_INSERT.create(
             tenant_id=contract.tenant_id,
             contract=contract,
             thread_id=contract.thread_id,
@@ -92,14 +96,9 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt], no
             escalate_at=schedule.escalate_at,
             expire_at=schedule.expire_at,
             policy=policy.snapshot(),
-        ))
-    # A task that exists already (a re-sync, or a concurrent one: not expected under the
-    # run lease, but the constraint, not the lease, is what guarantees one task) is
-    # skipped by the insert; the rows with the new primary keys are the ones created.
-    ReviewTask.objects.bulk_create(tasks, ignore_conflicts=True)
-    inserted = set(ReviewTask.objects.filter(tenant_id=contract.tenant_id, pk__in=[t.pk for t in tasks])
-                   .values_list("pk", flat=True))
-    created = [task for task in tasks if task.pk in inserted]
+        )
+        if task is not None:
+            created.append(task)
     _review_tasks_route(tenant=tenant, tasks=created)
     for task in created:
         events.event_emit(tenant_id=tenant.id, type=events.REVIEW_CREATED, task=task,
@@ -110,14 +109,19 @@ def review_tasks_sync(*, contract: Contract, pending: list[PendingInterrupt], no
 def _review_tasks_route(*, tenant: Tenant, tasks: list[ReviewTask]) -> None:
     """Grant each new task's resume permission to the team its kind is routed to."""
     permission_id = _permission_id(ReviewTask, RESUME_TASK_PERM)
-    grants = []
     for task in tasks:
         team = review_team_for(tenant=tenant, kind=task.kind)
         if team is not None:
-            grants.append(ReviewTaskGroupPermission(tenant=tenant, content_object=task,
-                                                    group_id=_team_group_id(tenant=tenant, team=team),
-                                                    permission_id=permission_id))
-    ReviewTaskGroupPermission.objects.bulk_create(grants, ignore_conflicts=True)
+            _GRANT_INSERT.create(tenant=tenant, content_object=task, group_id=_team_group_id(tenant=tenant, team=team),
+                                 permission_id=permission_id)
+
+
+# The rows every review task writes, as SQL rendered once (config.compiled_writes).
+_TASK_INSERT = CompiledInsert(ReviewTask, ignore_conflicts=True)
+_GRANT_INSERT = CompiledInsert(ReviewTaskGroupPermission, ignore_conflicts=True)
+_DECISION_SAVE = CompiledUpdate(
+    ReviewTask, ["status", "decision", "decided_by", "decided_at", "claimed_by", "claim_expires_at", "updated_at"]
+)
 
 
 def _permission(model: type, codename: str) -> Permission:
@@ -321,7 +325,7 @@ def review_task_decision_record(
     # Resuming an unclaimed task claims it implicitly: the record shows who worked it.
     task.claimed_by = user
     task.claim_expires_at = None
-    task.save(update_fields=["status", "decision", "decided_by", "decided_at", "claimed_by", "claim_expires_at", "updated_at"])
+    _DECISION_SAVE.save(task)
     audit_record(tenant=tenant, actor=user, action="review.resolved", via=via, target=task,
                  data={"decision": decision["decision"], "kind": task.kind, "contract": str(task.contract_id),
                        **(audit_data or {})})

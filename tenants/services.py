@@ -7,6 +7,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.api_errors import Conflict
+from config.compiled_writes import CompiledInsert
 from tenants.models import ApiToken, AuditRecord, Membership, Role, Team, Tenant, TenantGroup
 from tenants.selectors import agent_token_owner_check
 
@@ -23,6 +24,10 @@ def api_token_revoke(*, token: ApiToken) -> None:
     token.save(update_fields=["revoked_at"])
 
 
+# Written with every decision: its SQL rendered once (config.compiled_writes).
+_AUDIT_INSERT = CompiledInsert(AuditRecord)
+
+
 def audit_record(
     *,
     tenant: Tenant,
@@ -32,7 +37,7 @@ def audit_record(
     target: Any,
     data: dict | None = None,
 ) -> AuditRecord:
-    return AuditRecord.objects.create(
+    return _AUDIT_INSERT.create(
         tenant=tenant,
         actor=actor,
         actor_username=actor.get_username() if actor is not None else "",

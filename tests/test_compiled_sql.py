@@ -18,9 +18,10 @@ from reviews.models import ReviewTask
 from tenants.models import Membership
 from tests.api_flow import submit
 from tests.factories import HIGH_RISK_TEXT
-from tests.support import postgresql_only
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
+prepared_on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql",
+                                            reason="prepared statements: PostgreSQL only (SQLite runs the SQL as it is)")
 
 MEMBER = CompiledQuery(
     lambda slug, user_id: Membership.objects.select_related("tenant").filter(tenant__slug=slug, user_id=user_id)[:1],
@@ -118,7 +119,7 @@ def _statements_prepared() -> set[str]:
         return {name for (name,) in cursor.fetchall()}
 
 
-@postgresql_only
+@prepared_on_postgresql
 def test_on_postgresql_each_connection_prepares_once_and_then_executes(acme, globex, django_assert_num_queries):
     member = CompiledQuery(MEMBER.build, **MEMBER.placeholders)  # a statement no test has prepared yet
     with django_assert_num_queries(2) as first:
@@ -139,7 +140,7 @@ def test_on_postgresql_each_connection_prepares_once_and_then_executes(acme, glo
         assert member.first(slug=acme.slug, user_id=acme.reviewer.user.pk).role == "reviewer"
 
 
-@postgresql_only
+@prepared_on_postgresql
 @pytest.mark.django_db(transaction=True)  # the other thread's connection commits its own reads
 def test_a_new_connection_prepares_for_itself(acme):
     assert MEMBER.first(slug=acme.slug, user_id=acme.admin.user.pk) is not None
@@ -156,11 +157,31 @@ def test_a_new_connection_prepares_for_itself(acme):
     assert role == "agent" and MEMBER._for("default").statement.name in prepared
 
 
-def test_a_prepared_statement_keeps_literal_percent_signs_and_counts_its_placeholders():
-    statement = PreparedStatement("SELECT 1 WHERE %s LIKE 'a%%' AND %s = 2", 2)
-    assert statement._prepare.endswith("AS SELECT 1 WHERE $1 LIKE 'a%' AND $2 = 2")
+def test_a_prepared_statement_takes_each_value_once_and_writes_its_constants_in():
+    sql = "SELECT 1 WHERE %s LIKE 'a%%' AND %s = %s AND %s = 2"
+    statement = PreparedStatement(sql, ["x", 7, "resolved", "x"], {0: "name", 1: "user", 3: "name"})
+    assert statement.names == ["name", "user"]
+    assert statement._prepare.endswith("AS SELECT 1 WHERE $1 LIKE 'a%%' AND $2 = %s AND $1 = 2")
+    assert statement._constants == ["resolved"]
     assert statement._execute == f"EXECUTE {statement.name}(%s, %s)"
-    assert statement_sql(f"EXECUTE {statement.name}('x', 2)") == "SELECT 1 WHERE %s LIKE 'a%%' AND %s = 2"
+    assert statement_sql(f"EXECUTE {statement.name}('x', 2)") == sql
     assert statement_sql("SELECT 1") == "SELECT 1"
     with pytest.raises(ValueError, match="2 placeholders"):
-        PreparedStatement("SELECT %s, %s", 3)
+        PreparedStatement("SELECT %s, %s", [1, 2, 3], {})
+
+
+@prepared_on_postgresql
+def test_constants_reach_the_planner_as_literals(acme):
+    """The status in the unapplied-decisions read is what lets the planner use the
+    partial index of resolved, unapplied tasks; as a parameter a generic plan could not."""
+    contract = submit(acme, HIGH_RISK_TEXT)
+    unapplied = CompiledQuery(
+        lambda contract_id: ReviewTask.objects.filter(contract_id=contract_id, status="resolved").values_list("pk"),
+        contract_id=placeholder_uuid(5),
+    )
+    assert unapplied.fetch(contract_id=contract.pk) == []
+    name = unapplied._for("default").statement.name
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name = %s", [name])
+        [(prepared,)] = cursor.fetchall()
+    assert "'resolved'" in prepared and "$1" in prepared and "$2" not in prepared

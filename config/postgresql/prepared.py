@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
+from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 
@@ -32,21 +34,35 @@ _sql_by_name: dict[str, str] = {}
 
 
 class PreparedStatement:
-    def __init__(self, sql: str, param_count: int) -> None:
+    def __init__(self, sql: str, params: Sequence[Any], slots: dict[int, str]) -> None:
         """`sql` with psycopg's `%s` placeholders (and `%%` for a literal %), as Django
-        renders it."""
-        numbers = itertools.count(1)
-        body = _PLACEHOLDER.sub(lambda match: f"${next(numbers)}" if match[1] == "s" else "%", sql)
-        found = next(numbers) - 1
-        if found != param_count:
-            raise ValueError(f"{found} placeholders in the SQL for {param_count} parameters")
+        renders it, and its parameters; `slots` names the positions whose value each
+        call gives (one name may fill several). The others are the same at every call
+        and are written into the statement as literals, so the planner sees them: a
+        status or a permission codename decides which partial index fits, and a plan
+        blind to them would be re-planned at every call."""
+        count = _PLACEHOLDER.findall(sql).count("s")
+        if count != len(params):
+            raise ValueError(f"{count} placeholders in the SQL for {len(params)} parameters")
         self.name = f"hitl_{next(_names)}"
+        self.names = list(dict.fromkeys(slots[i] for i in sorted(slots)))
+        numbers = {name: n for n, name in enumerate(self.names, start=1)}
+        positions = itertools.count()
+
+        def placeholder(match: re.Match) -> str:
+            if match[1] == "%":
+                return "%%"
+            index = next(positions)
+            return f"${numbers[slots[index]]}" if index in slots else "%s"
+
+        self._prepare = f"PREPARE {self.name} AS {_PLACEHOLDER.sub(placeholder, sql)}"
+        self._constants = [param for i, param in enumerate(params) if i not in slots]
+        marks = ", ".join(["%s"] * len(self.names))
+        self._execute = f"EXECUTE {self.name}({marks})" if self.names else f"EXECUTE {self.name}"
         _sql_by_name[self.name] = sql
-        self._prepare = f"PREPARE {self.name} AS {body}"
-        self._execute = f"EXECUTE {self.name}({', '.join(['%s'] * param_count)})" if param_count else f"EXECUTE {self.name}"
 
     def sql(self, connection: BaseDatabaseWrapper) -> str:
-        """The statement to run on this connection with the original parameters:
+        """The statement to run on this connection, with one value per name of `names`:
         EXECUTE, once this connection's session has prepared it."""
         connection.ensure_connection()
         raw = connection.connection
@@ -56,7 +72,9 @@ class PreparedStatement:
             setattr(raw, _PREPARED_ON, prepared)
         if self.name not in prepared:
             with connection.cursor() as cursor:
-                cursor.execute(self._prepare)
+                # Bound on the client, as every statement of Django's: the constants
+                # become literals; the $n stay for EXECUTE's values.
+                cursor.execute(self._prepare, self._constants)
             prepared.add(self.name)
         return self._execute
 
