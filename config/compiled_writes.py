@@ -10,9 +10,10 @@ converts its values with those fields (field.pre_save and get_db_prep_save, as t
 ORM does: auto_now times, JSON, foreign keys). On PostgreSQL it is also a prepared
 statement of each connection (config.postgresql.prepared).
 
-What the ORM would do besides is not done: no pre_save/post_save signals (no model
-written here has receivers), no check of unsaved related objects. Only for models with
-no database defaults or database-computed columns but an auto-increment primary key.
+What the ORM would do besides is not done: no check of unsaved related objects, and no
+pre_save/post_save signals. A model with receivers for them is refused, unless its
+caller says it does their work itself (`signals_done`). Database defaults and columns
+the database computes (but an auto-increment key) are refused too.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 from django.db import DatabaseError, connections
 from django.db.models import NOT_PROVIDED, Field, Model
+from django.db.models.signals import post_save, pre_save
 
 from config.postgresql.prepared import PreparedStatement
 
@@ -31,8 +33,8 @@ M = TypeVar("M", bound=Model)
 class _Statements:
     """One statement's SQL per database alias, and its prepared form on PostgreSQL."""
 
-    def __init__(self, render) -> None:
-        self._render = render
+    def __init__(self, model: type[Model], render, *, signals_done: bool) -> None:
+        self._model, self._render, self._signals_done = model, render, signals_done
         self._by_alias: dict[str, tuple[str, PreparedStatement | None]] = {}
         self._lock = threading.Lock()
 
@@ -40,6 +42,9 @@ class _Statements:
         connection = connections[using]
         cached = self._by_alias.get(using)
         if cached is None:
+            # Checked at first use: receivers connect when the apps are ready.
+            if not self._signals_done and (pre_save.has_listeners(self._model) or post_save.has_listeners(self._model)):
+                raise ValueError(f"{self._model._meta.label} has save signal receivers, which this would skip")
             with self._lock:
                 sql, count = self._render(connection)
                 statement = (PreparedStatement(sql, [None] * count, {i: str(i) for i in range(count)})
@@ -58,14 +63,14 @@ def _writable(model: type[Model]) -> list[Field]:
 
 
 class CompiledInsert(Generic[M]):
-    def __init__(self, model: type[M], *, ignore_conflicts: bool = False) -> None:
+    def __init__(self, model: type[M], *, ignore_conflicts: bool = False, signals_done: bool = False) -> None:
         """`ignore_conflicts`: a row that breaks a unique constraint is skipped (ON
         CONFLICT DO NOTHING), as bulk_create(ignore_conflicts=True) does; create then
         returns None."""
         self.model = model
         self.fields = _writable(model)
         self.ignore_conflicts = ignore_conflicts
-        self._statements = _Statements(self._render)
+        self._statements = _Statements(model, self._render, signals_done=signals_done)
 
     def _render(self, connection) -> tuple[str, int]:
         qn, meta = connection.ops.quote_name, self.model._meta
@@ -94,11 +99,11 @@ class CompiledInsert(Generic[M]):
 
 
 class CompiledUpdate(Generic[M]):
-    def __init__(self, model: type[M], fields: list[str]) -> None:
+    def __init__(self, model: type[M], fields: list[str], *, signals_done: bool = False) -> None:
         self.model = model
         meta = model._meta
         self.fields = [meta.get_field(name) for name in fields]
-        self._statements = _Statements(self._render)
+        self._statements = _Statements(model, self._render, signals_done=signals_done)
 
     def _render(self, connection) -> tuple[str, int]:
         qn, meta = connection.ops.quote_name, self.model._meta

@@ -251,7 +251,7 @@ QUEUE_EVENT_RETENTION_DAYS = env_int("QUEUE_EVENT_RETENTION_DAYS", 7, minimum=1)
 
 TASKS_BACKEND = env_str("TASKS_BACKEND", "database")
 _TASK_BACKENDS = {
-    "database": "django_tasks_db.DatabaseBackend",
+    "database": "contracts.queue_backend.QueueBackend",
     "immediate": "django_tasks.backends.immediate.ImmediateBackend",
 }
 if TASKS_BACKEND not in _TASK_BACKENDS:

@@ -84,3 +84,12 @@ def test_a_save_of_a_row_that_is_gone_fails_as_the_orms_does(acme):
         LEASE_SAVE.save(contract)
     with pytest.raises(DatabaseError, match="did not affect any rows"):
         contract.save(update_fields=["run_lease_owner"])
+
+
+def test_a_model_with_save_receivers_is_refused_unless_its_caller_does_their_work(acme):
+    from django_tasks_db.models import DBTaskResult  # upstream fills run_after in a pre_save receiver
+
+    with pytest.raises(ValueError, match="save signal receivers"):
+        CompiledInsert(DBTaskResult).create(args_kwargs={}, task_path="x.y", queue_name="default",
+                                            backend_name="default", run_after=None)
+    assert not DBTaskResult.objects.exists()

@@ -25,7 +25,7 @@ from tests.support import checkpoint_trail, fast_passwords
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 
 # The queue is the database while bad input is sent, so anything queued leaves a row.
-DATABASE_BACKEND = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+DATABASE_BACKEND = {"default": {"BACKEND": "contracts.queue_backend.QueueBackend"}}
 
 
 @pytest.fixture(autouse=True)

@@ -258,7 +258,7 @@ def test_recovery_queues_each_contract_left_behind_once(acme, settings):
 
 
 def test_recovery_queues_no_second_drive_for_a_contract_whose_drive_still_waits(acme, settings):
-    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}  # a queue nobody works
+    settings.TASKS = {"default": {"BACKEND": "contracts.queue_backend.QueueBackend"}}  # a queue nobody works
     now = timezone.now()
     waiting = lost_submit(acme, HIGH_RISK_TEXT)  # its drive is in the queue, the queue is behind
     lost = lost_submit(acme, HIGH_RISK_TEXT)

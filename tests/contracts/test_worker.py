@@ -29,7 +29,7 @@ from tests.support import (
 
 pytestmark = [pytest.mark.django_db(transaction=True), postgresql_only]
 
-DATABASE_BACKEND = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+DATABASE_BACKEND = {"default": {"BACKEND": "contracts.queue_backend.QueueBackend"}}
 
 
 @pytest.fixture(autouse=True)

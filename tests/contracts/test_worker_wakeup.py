@@ -47,7 +47,7 @@ def _idle_wait_in_thread(worker: WakeableWorker) -> tuple[threading.Thread, thre
 def test_idle_worker_wakes_when_a_task_is_enqueued(acme, settings):
     # Enqueue to the database backend, as a web process does in production
     # (django_tasks resets its cached backends on setting_changed).
-    settings.TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+    settings.TASKS = {"default": {"BACKEND": "contracts.queue_backend.QueueBackend"}}
     worker = _worker()
     thread, _, woke = _idle_wait_in_thread(worker)
     try:
