@@ -472,6 +472,8 @@ def explain_queries(*, key: str, cursors: dict[str, str]) -> None:
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from config.postgresql.prepared import statement_sql
+
     client = Client(headers={"Authorization": f"Token {key}"})
     url = f"/api/v1/tenants/{BIG_SLUG}/reviews/"
     for name, params in QUERIES:
@@ -485,7 +487,10 @@ def explain_queries(*, key: str, cursors: dict[str, str]) -> None:
         print(f"\n=== {name}: {len(captured.captured_queries)} SQL statements in the request"
               f" ({total_ms:.1f} ms in the database, in-process)")
         for q in captured.captured_queries:
-            print(f"    {float(q['time']) * 1000:7.2f} ms  {q['sql'][:110]}")
+            sql = q["sql"]
+            if sql.startswith("EXECUTE "):  # a prepared statement (config.postgresql.prepared): what it runs
+                sql = f"{sql.split('(')[0]}: {statement_sql(sql)}"
+            print(f"    {float(q['time']) * 1000:7.2f} ms  {sql[:110]}")
         if not queue_sql:
             print("    (no queue query captured)")
             continue
