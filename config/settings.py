@@ -36,8 +36,9 @@ if len(SECRET_KEY) < 32:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_origins("CSRF_TRUSTED_ORIGINS", ["http://localhost:8000", "http://127.0.0.1:8000"])
 
+# No "daphne": uvicorn serves HTTP and websockets (README), and daphne's Twisted cost
+# 23 MiB in every process. `manage.py runserver` then serves HTTP only.
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -77,7 +77,7 @@ def review_task_list(
         .select_related("contract", "claimed_by", "decided_by")
         # The list shows the contract's title only; its text and JSON are the bulk of the row.
         .defer("contract__text", "contract__findings", "contract__payments", "contract__decision_history",
-               "contract__amended_text", "contract__amendments")
+               "contract__amended_text", "contract__amendments", "contract__analysis", "contract__thread_metadata")
     )
     if status:
         tasks = tasks.filter(status=status)
