@@ -10,7 +10,7 @@ from rest_framework.response import Response
 
 from config.api_docs import error_responses
 from config.api_errors import InvalidInput
-from config.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, keyset_page
+from config.pagination import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, keyset_page, serialized_rows
 from contracts.selectors import contract_get
 from contracts.services import contract_cancel
 from reviews.models import ReviewKind, ReviewStatus
@@ -194,7 +194,7 @@ class ReviewTaskListApi(TenantAPIView):
         ordering, cursor, size = params.pop("ordering"), params.pop("cursor", None), params.pop("page_size")
         tasks = review_task_list(tenant=self.tenant, user=request.user, membership=self.membership, **params)
         page = keyset_page(tasks, ordering=QUEUE_ORDERINGS[ordering], cursor=cursor, size=size)
-        return Response({"results": ReviewTaskOutputSerializer(page.rows, many=True, context={}).data,
+        return Response({"results": serialized_rows(ReviewTaskOutputSerializer, page.rows),
                          "next_cursor": page.next_cursor})
 
 

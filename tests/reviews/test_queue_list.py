@@ -529,3 +529,34 @@ def test_agent_and_anonymous_may_not_read_the_queue(acme, anon):
         assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
         response = anon.get(acme.url(path))
         assert response.status_code == 401 and "error" in response.json()
+
+
+@pytest.mark.embedded
+def test_a_page_renders_as_the_list_serializer_renders_it_and_lets_go_of_its_rows(acme):
+    import gc
+    import weakref
+
+    from config.pagination import serialized_rows
+    from reviews.apis import ReviewTaskOutputSerializer
+
+    for text in (HIGH_RISK_TEXT, HIGH_RISK_TEXT, HIGH_RISK_TEXT):
+        submit(acme, text)
+    [decided, claimed, _] = ReviewTask.objects.order_by("created_at")
+    review_task_resume(tenant=acme.tenant, task_id=decided.pk, user=acme.reviewer.user, data={"decision": "approve"})
+    review_task_claim(tenant=acme.tenant, task_id=claimed.pk, user=acme.reviewer2.user)
+    rows = list(ReviewTask.objects.select_related("contract", "claimed_by", "decided_by").order_by("created_at"))
+    context = {"now": timezone.now()}
+    assert serialized_rows(ReviewTaskOutputSerializer, rows, **context) == \
+        ReviewTaskOutputSerializer(rows, many=True, context=dict(context)).data
+
+    # Freed with the last reference, without waiting for the garbage collector (which
+    # the list serializer above, a reference cycle holding them, does need).
+    gc.collect()
+    gc.disable()
+    try:
+        refs = [weakref.ref(row) for row in rows]
+        data = serialized_rows(ReviewTaskOutputSerializer, rows, **context)
+        del rows
+        assert len(data) == 3 and all(ref() is None for ref in refs)
+    finally:
+        gc.enable()
