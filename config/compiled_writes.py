@@ -40,7 +40,8 @@ class _Statements:
 
     def sql(self, using: str) -> str:
         connection = connections[using]
-        cached = self._by_alias.get(using)
+        key = f"{using}:{connection.vendor}"  # tests point an alias elsewhere
+        cached = self._by_alias.get(key)
         if cached is None:
             # Checked at first use: receivers connect when the apps are ready.
             if not self._signals_done and (pre_save.has_listeners(self._model) or post_save.has_listeners(self._model)):
@@ -49,7 +50,7 @@ class _Statements:
                 sql, count = self._render(connection)
                 statement = (PreparedStatement(sql, [None] * count, {i: str(i) for i in range(count)})
                              if connection.vendor == "postgresql" else None)
-                cached = self._by_alias[using] = (sql, statement)
+                cached = self._by_alias[key] = (sql, statement)
         sql, statement = cached
         return statement.sql(connection) if statement is not None else sql
 

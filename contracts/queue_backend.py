@@ -5,8 +5,8 @@ ORM's create of the row was a third of the cost of queuing one."""
 from __future__ import annotations
 
 from django_tasks_db.backend import DatabaseBackend
-from django_tasks_db.models import DBTaskResult, get_date_max
 from django_tasks_db.compat import normalize_json
+from django_tasks_db.models import DBTaskResult, get_date_max
 
 from config.compiled_writes import CompiledInsert
 
