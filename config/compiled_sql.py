@@ -28,7 +28,7 @@ from django.db.models import QuerySet, UUIDField
 from django.db.models.sql.query import Query
 from django.db.transaction import TransactionManagementError
 
-from config.postgresql.prepared import PreparedStatement
+from config.postgresql.prepared import PreparedStatement, prepared_statements_on
 
 _UUID_BASE = 0x5E471E1_0000_0000_0000_0000_0000_0000
 _UUID_FIELD = UUIDField()
@@ -122,7 +122,7 @@ class CompiledQuery:
         if missing:
             raise ValueError(f"placeholders not found in the compiled query: {sorted(missing)}")
         state = {name: getattr(compiler, name) for name in _COMPILER_STATE}
-        statement = PreparedStatement(sql, params, slots) if connections[alias].vendor == "postgresql" else None
+        statement = PreparedStatement(sql, params, slots) if prepared_statements_on(connections[alias]) else None
         return _Compiled(template=template, sql=sql, params=tuple(params), slots=slots, state=state, statement=statement)
 
     def _typed(self, name: str, value: Any) -> Any:

@@ -25,7 +25,7 @@ from django.db import DatabaseError, connections
 from django.db.models import NOT_PROVIDED, Field, Model
 from django.db.models.signals import post_save, pre_save
 
-from config.postgresql.prepared import PreparedStatement
+from config.postgresql.prepared import PreparedStatement, prepared_statements_on
 
 M = TypeVar("M", bound=Model)
 
@@ -49,7 +49,7 @@ class _Statements:
             with self._lock:
                 sql, count = self._render(connection)
                 statement = (PreparedStatement(sql, [None] * count, {i: str(i) for i in range(count)})
-                             if connection.vendor == "postgresql" else None)
+                             if prepared_statements_on(connection) else None)
                 cached = self._by_alias[key] = (sql, statement)
         sql, statement = cached
         return statement.sql(connection) if statement is not None else sql

@@ -110,6 +110,10 @@ DATABASES = {
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# The hot point queries and writes as named prepared statements of each PostgreSQL
+# session (config.postgresql.prepared). Off behind a pooler that hands one session's
+# statements to another client (PgBouncer in transaction mode).
+DATABASE_PREPARED_STATEMENTS = env_bool("DATABASE_PREPARED_STATEMENTS", True)
 
 # Where SqliteSaver keeps checkpoints on the embedded default (PostgreSQL keeps them in
 # the main database). A separate file keeps the checkpointer's writes from queueing

@@ -185,3 +185,16 @@ def test_constants_reach_the_planner_as_literals(acme):
         cursor.execute("SELECT statement FROM pg_prepared_statements WHERE name = %s", [name])
         [(prepared,)] = cursor.fetchall()
     assert "'resolved'" in prepared and "$1" in prepared and "$2" not in prepared
+
+
+@prepared_on_postgresql
+def test_behind_a_transaction_pooler_the_sql_itself_is_sent(acme, settings, django_assert_num_queries):
+    """DATABASE_PREPARED_STATEMENTS=false (PgBouncer in transaction mode): no PREPARE, no
+    EXECUTE; the same rows."""
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    member = CompiledQuery(MEMBER.build, **MEMBER.placeholders)
+    with django_assert_num_queries(1) as ran:
+        assert member.first(slug=acme.slug, user_id=acme.admin.user.pk).role == "admin"
+    [sql] = [q["sql"] for q in ran.captured_queries]
+    assert sql.startswith("SELECT ") and "tenants_membership" in sql
+    assert member._for("default").statement is None

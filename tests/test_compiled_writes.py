@@ -93,3 +93,12 @@ def test_a_model_with_save_receivers_is_refused_unless_its_caller_does_their_wor
         CompiledInsert(DBTaskResult).create(args_kwargs={}, task_path="x.y", queue_name="default",
                                             backend_name="default", run_after=None)
     assert not DBTaskResult.objects.exists()
+
+
+def test_behind_a_transaction_pooler_the_sql_itself_is_sent(acme, settings, django_assert_num_queries):
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    insert = CompiledInsert(AuditRecord)
+    with django_assert_num_queries(1) as ran:
+        record = insert.create(tenant=acme.tenant, action="x.done", interface="api", target_type="contract", target_id="1")
+    [sql] = [q["sql"] for q in ran.captured_queries]
+    assert sql.startswith('INSERT INTO "tenants_auditrecord"') and AuditRecord.objects.filter(pk=record.pk).exists()

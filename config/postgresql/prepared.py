@@ -14,7 +14,9 @@ ms, so the ORM's ordinary queries are left as they are.
 
 A statement lives as long as its session: PREPARE survives a rollback, a pooled
 connection keeps its statements between checkouts, and a new connection (a new psycopg
-object) starts with none.
+object) starts with none. A pooler that gives one session to many clients in turn
+(PgBouncer in transaction mode) breaks that: DATABASE_PREPARED_STATEMENTS=false then
+sends the SQL itself, as Django does.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from django.conf import settings
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 _PREPARED_ON = "_hitl_prepared"  # set on the psycopg connection: names prepared in its session
@@ -31,6 +34,12 @@ _names = itertools.count(1)
 _PLACEHOLDER = re.compile(r"%(s|%)")
 _EXECUTE = re.compile(r"EXECUTE (hitl_\d+)\b")
 _sql_by_name: dict[str, str] = {}
+
+
+def prepared_statements_on(connection: BaseDatabaseWrapper) -> bool:
+    """Whether this connection's hot statements are prepared (read when they are first
+    compiled, once per process)."""
+    return connection.vendor == "postgresql" and settings.DATABASE_PREPARED_STATEMENTS
 
 
 class PreparedStatement:
