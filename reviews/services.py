@@ -590,19 +590,7 @@ def review_tasks_mark_applied(*, tenant_id: UUID, task_ids: list[UUID], now: dat
     Idempotent: a task already marked keeps its first time."""
     if not task_ids:
         return 0
-    # As SQL: the ORM's update compiled anew cost more than the statement (one per drive).
-    meta, qn = ReviewTask._meta, connection.ops.quote_name
-    column = {name: qn(meta.get_field(name).column) for name in ("tenant", "applied_at")}
-    marks = ", ".join(["%s"] * len(task_ids))
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {qn(meta.db_table)} SET {column['applied_at']} = %s WHERE {column['tenant']} = %s"
-            f" AND {qn(meta.pk.column)} IN ({marks}) AND {column['applied_at']} IS NULL",
-            [meta.get_field("applied_at").get_db_prep_save(now, connection),
-             meta.pk.get_db_prep_value(tenant_id, connection),
-             *(meta.pk.get_db_prep_value(task_id, connection) for task_id in task_ids)],
-        )
-        return cursor.rowcount
+    return ReviewTask.objects.filter(tenant_id=tenant_id, pk__in=task_ids, applied_at__isnull=True).update(applied_at=now)
 
 
 def review_tasks_cancel_pending(
