@@ -12,19 +12,23 @@ compiling it again. On PostgreSQL the SQL is also a prepared statement of each
 connection (config.postgresql.prepared), so the database does not plan it again either.
 
 Only for querysets read as a whole (a list, no further filtering): slice in the
-builder (`[:1]`) what should be limited.
+builder (`[:1]`) what should be limited. A condition that goes into querysets built
+anew each time (a list page's filters, its cursor, its ordering) is a CompiledFilter:
+its WHERE fragment is rendered once and added to any queryset of its model.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from django.db import connections
-from django.db.models import QuerySet, UUIDField
+from django.db.models import BooleanField, DateTimeField, Expression, Model, Q, QuerySet, UUIDField
 from django.db.models.sql.query import Query
 from django.db.transaction import TransactionManagementError
 
@@ -44,6 +48,20 @@ def placeholder_int(n: int) -> int:
 
 def placeholder_str(n: int) -> str:
     return f"\x1fplaceholder-{n}\x1f"
+
+
+def placeholder_datetime(n: int) -> datetime:
+    return datetime(1901, 2, 3, 4, 5, 6, n, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class placeholder_ints:  # noqa: N801 - used as the other placeholder_* are
+    """A list of ints (CompiledFilter only): compiled once for each length it comes in."""
+
+    n: int
+
+    def values(self, length: int) -> list[int]:
+        return [placeholder_int(1000 * self.n + i) for i in range(length)]
 
 
 # What SQLCompiler.setup_query leaves on the compiler and the iterables read after
@@ -140,3 +158,101 @@ class CompiledQuery:
         if isinstance(value, uuid.UUID) and not connection.features.has_native_uuid_field:
             return value.hex
         return value
+
+
+# --- Conditions -----------------------------------------------------------------------
+
+_DATETIME_FIELD = DateTimeField()
+# An alias Django gives a table in a subquery (U0, V1, AA0), where the fragment names it.
+_SUBQUERY_ALIAS = re.compile(r'(?<=" )([A-Z]+\d+)\b')
+
+
+@dataclass(frozen=True)
+class _Fragment:
+    sql: str
+    params: tuple
+    # Parameter position -> (placeholder name, index in its list or None).
+    slots: dict[int, tuple[str, int | None]]
+
+
+class CompiledFilter:
+    def __init__(self, model: type[Model], build: Callable[..., Q], **placeholders: Any) -> None:
+        """`build(**values)` returns a condition on `model`'s own columns (and subqueries
+        correlated with them; no joins), `placeholders` one value per keyword as for
+        CompiledQuery, or placeholder_ints for a list."""
+        self.model = model
+        self.build = build
+        self.placeholders = placeholders
+        self._fragments: dict[tuple, _Fragment] = {}
+        self._lock = threading.Lock()
+
+    def q(self, *, using: str = "default", **values: Any) -> Q:
+        """The condition for these values, for `.filter()` of a queryset of the model read
+        from `using`. Not for `.exclude()`: the ORM makes a negated condition NULL-safe
+        as it builds it, so a negation belongs inside `build`."""
+        shape = tuple(len(values[name]) if isinstance(p, placeholder_ints) else None
+                      for name, p in self.placeholders.items())
+        key = (using, connections[using].vendor, shape)
+        fragment = self._fragments.get(key)
+        if fragment is None:
+            with self._lock:
+                fragment = self._fragments.get(key) or self._render(using, dict(zip(self.placeholders, shape)))
+                self._fragments[key] = fragment
+        bound = list(fragment.params)
+        for index, (name, position) in fragment.slots.items():
+            value = values[name] if position is None else values[name][position]
+            bound[index] = _db_value(using, value)
+        return Q(_RenderedCondition(fragment.sql, tuple(bound), self.model._meta.db_table))
+
+    def _render(self, alias: str, lengths: dict[str, int | None]) -> _Fragment:
+        given = {name: p.values(lengths[name]) if isinstance(p, placeholder_ints) else p
+                 for name, p in self.placeholders.items()}
+        query = self.model._default_manager.using(alias).filter(self.build(**given)).query
+        compiler = query.get_compiler(using=alias)
+        sql, params = compiler.compile(query.where)
+        if any(query.alias_refcount[a] for a in list(query.alias_map)[1:]):
+            raise ValueError("a compiled filter may not join other tables; use a subquery")
+        # Its subqueries' own aliases get a prefix Django never gives one, so the
+        # fragment can go into a query of any depth (where U0 may be the outer table).
+        for inner in set(_SUBQUERY_ALIAS.findall(sql)):
+            sql = re.sub(rf'(?<![\w"]){inner}(?=[."\s)]|$)', f"hitl_{inner.lower()}", sql)
+        slots: dict[int, tuple[str, int | None]] = {}
+        for name, value in given.items():
+            for position, one in (enumerate(value) if isinstance(value, list) else [(None, value)]):
+                found = [i for i, param in enumerate(params) if param == _db_value(alias, one)]
+                if not found:
+                    raise ValueError(f"placeholder {name!r} not found in the compiled condition")
+                slots.update({i: (name, position) for i in found})
+        return _Fragment(sql=sql, params=tuple(params), slots=slots)
+
+
+def _db_value(alias: str, value: Any) -> Any:
+    """A value as the backend receives it in a filter: UUIDs and datetimes, where the
+    database has no type of its own for them, as strings."""
+    connection = connections[alias]
+    if isinstance(value, uuid.UUID) and not connection.features.has_native_uuid_field:
+        return value.hex
+    if isinstance(value, datetime):
+        return _DATETIME_FIELD.get_db_prep_value(value, connection)
+    return value
+
+
+class _RenderedCondition(Expression):
+    """A CompiledFilter's SQL in a query: its references to the model's table point at
+    whatever alias the table has in the query it is compiled in (the table's name, or
+    U0 once the queryset is a subquery of another)."""
+
+    conditional = True
+    output_field = BooleanField()
+
+    def __init__(self, sql: str, params: tuple, table: str) -> None:
+        super().__init__()
+        self.sql, self.params, self.table = sql, params, table
+
+    def as_sql(self, compiler, connection):
+        alias = compiler.query.base_table
+        if compiler.query.alias_map[alias].table_name != self.table:
+            raise ValueError(f"a condition on {self.table} in a query of {compiler.query.alias_map[alias].table_name}")
+        outer = compiler.quote_name_unless_alias(alias)
+        qualified = '"%s".' % self.table
+        return "(%s)" % self.sql.replace(qualified, outer + "."), self.params

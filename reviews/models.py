@@ -72,6 +72,9 @@ class ReviewTask(TenantOwned):
         ]
         indexes = [
             models.Index(fields=["tenant", "status", "-risk_score", "created_at"], name="review_queue"),
+            # The queue by kind (the legal or finance queue): without it a kind that is rare
+            # among a tenant's pending tasks is found by reading every pending task's row.
+            models.Index(fields=["tenant", "status", "kind", "-risk_score", "created_at"], name="review_queue_kind"),
             models.Index(fields=["tenant", "status", "created_at"], name="review_queue_age"),
             models.Index(fields=["tenant", "status", "due_at"], name="review_queue_due"),
             models.Index(fields=["tenant", "status", "-priority", "due_at"], name="review_queue_priority"),

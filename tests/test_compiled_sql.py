@@ -5,19 +5,31 @@ PostgreSQL, as a statement each connection prepares once (config.postgresql.prep
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
 from django.db.models.sql.compiler import SQLCompiler
 from django.core.exceptions import ValidationError
 from django.db.transaction import TransactionManagementError
 
-from config.compiled_sql import CompiledQuery, placeholder_int, placeholder_str, placeholder_uuid
+from config.compiled_sql import (
+    CompiledFilter,
+    CompiledQuery,
+    placeholder_datetime,
+    placeholder_int,
+    placeholder_ints,
+    placeholder_str,
+    placeholder_uuid,
+)
 from config.postgresql.prepared import PreparedStatement, statement_sql
+from contracts.models import Contract
 from reviews.models import ReviewTask
 from tenants.models import Membership
 from tests.api_flow import submit
-from tests.factories import HIGH_RISK_TEXT
+from tests.factories import HIGH_RISK_LARGE_PAYMENT_TEXT, HIGH_RISK_TEXT
 
 pytestmark = [pytest.mark.django_db, pytest.mark.embedded]
 prepared_on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql",
@@ -198,3 +210,84 @@ def test_behind_a_transaction_pooler_the_sql_itself_is_sent(acme, settings, djan
     [sql] = [q["sql"] for q in ran.captured_queries]
     assert sql.startswith("SELECT ") and "tenants_membership" in sql
     assert member._for("default").statement is None
+
+
+# --- CompiledFilter ---------------------------------------------------------------------
+
+
+def _claimed_or_titled(tenant_id, since, user_ids, title):
+    """A condition with what the queue's rules have: constants, a datetime, a list, a
+    subquery correlated with the task's row, and a negation."""
+    titled = Contract.objects.filter(pk=OuterRef("contract_id"), tenant_id=tenant_id, title=title)
+    return (Q(tenant_id=tenant_id, created_at__gte=since) & (Exists(titled) | Q(claimed_by_id__in=user_ids))
+            & ~Q(kind="signoff", claimed_by__isnull=False))
+
+
+CLAIMED_OR_TITLED = CompiledFilter(
+    ReviewTask, _claimed_or_titled,
+    tenant_id=placeholder_uuid(31), since=placeholder_datetime(31), user_ids=placeholder_ints(31),
+    title=placeholder_str(31),
+)
+
+
+def _filter_cases(acme, globex):
+    for world in (acme, acme, globex):
+        submit(world, HIGH_RISK_TEXT, title="Alpha")
+    submit(acme, HIGH_RISK_LARGE_PAYMENT_TEXT, title="Beta")
+    claimed = ReviewTask.objects.filter(tenant=acme.tenant, contract__title="Beta").first()
+    claimed.claimed_by = acme.reviewer.user
+    claimed.save(update_fields=["claimed_by"])
+    earliest = ReviewTask.objects.order_by("created_at").first().created_at
+    return [
+        dict(tenant_id=world.tenant.pk, since=since, user_ids=user_ids, title=title)
+        for world in (acme, globex)
+        for since in (earliest, earliest + timedelta(microseconds=1), timezone.now())
+        for user_ids in ([], [acme.reviewer.user.pk], [acme.admin.user.pk, acme.reviewer.user.pk])
+        for title in ("Alpha", "Beta")
+    ]
+
+
+def test_a_compiled_filter_selects_what_its_condition_selects(acme, globex):
+    cases = _filter_cases(acme, globex)
+    nonempty = 0
+    for values in cases:
+        expected = set(ReviewTask.objects.filter(_claimed_or_titled(**values)).values_list("pk", flat=True))
+        got = set(ReviewTask.objects.filter(CLAIMED_OR_TITLED.q(**values)).values_list("pk", flat=True))
+        assert got == expected, values
+        nonempty += bool(expected)
+    assert 0 < nonempty < len(cases)  # the cases tell rows apart
+
+
+def test_a_compiled_filter_holds_in_subqueries_and_combined_querysets(acme, globex):
+    for values in _filter_cases(acme, globex):
+        rule, compiled = _claimed_or_titled(**values), CLAIMED_OR_TITLED.q(**values)
+        # As a subquery its table is U0, and one level further down V0: the names its
+        # own subqueries had before they were renamed.
+        inner = ReviewTask.objects.filter(pk__in=ReviewTask.objects.filter(compiled).values("pk"))
+        deeper = Contract.objects.filter(pk__in=inner.values("contract_id"))
+        assert set(inner) == set(ReviewTask.objects.filter(rule))
+        assert set(deeper) == set(Contract.objects.filter(pk__in=ReviewTask.objects.filter(rule).values("contract_id")))
+        either = ReviewTask.objects.filter(kind="finance") | ReviewTask.objects.filter(compiled)
+        both = ReviewTask.objects.filter(kind="legal") & ReviewTask.objects.filter(compiled)
+        assert set(either) == set(ReviewTask.objects.filter(Q(kind="finance") | rule))
+        assert set(both) == set(ReviewTask.objects.filter(Q(kind="legal") & rule))
+
+
+def test_a_compiled_filter_renders_once_per_length_of_its_lists(acme, monkeypatch):
+    rendered = []
+    real = CompiledFilter._render
+    monkeypatch.setattr(CompiledFilter, "_render", lambda self, *a: rendered.append(a[1]) or real(self, *a))
+    condition = CompiledFilter(ReviewTask, _claimed_or_titled, **CLAIMED_OR_TITLED.placeholders)
+    for user_ids in ([], [1], [2], [1, 2], [3, 4], []):
+        list(ReviewTask.objects.filter(condition.q(tenant_id=acme.tenant.pk, since=timezone.now(), user_ids=user_ids,
+                                                   title="x")))
+    assert [lengths["user_ids"] for lengths in rendered] == [0, 1, 2]
+
+
+def test_a_compiled_filter_refuses_joins_and_other_models(acme):
+    joined = CompiledFilter(ReviewTask, lambda title: Q(contract__title=title), title=placeholder_str(32))
+    with pytest.raises(ValueError, match="join"):
+        joined.q(title="x")
+    on_tasks = CompiledFilter(ReviewTask, lambda kind: Q(kind=kind), kind=placeholder_str(33))
+    with pytest.raises(ValueError, match="reviews_reviewtask"):
+        list(Contract.objects.filter(on_tasks.q(kind="legal")))
