@@ -3,7 +3,9 @@ middleware chain and view in one thread hop (config.asgi_http)."""
 
 from __future__ import annotations
 
+import contextvars
 import json
+import threading
 
 import pytest
 from asgiref.sync import async_to_sync, iscoroutinefunction
@@ -81,3 +83,30 @@ def test_each_request_gives_its_database_connection_back_to_the_pool(acme):
     # kept its connection would leave one more each time (the pool grows to lend it).
     assert checked_out() == before
     assert pool.get_stats().get("requests_waiting", 0) == 0
+
+
+def test_requests_run_on_the_kept_request_threads_each_in_a_fresh_context(acme):
+    """No thread is started for a request (Django's handler starts one per request), and
+    nothing one request sets in its context reaches the next on the same thread."""
+    from django.core.signals import request_started
+
+    from config.asgi_http import REQUEST_THREADS
+
+    seen: list[tuple[str, object]] = []
+    marker = contextvars.ContextVar("marker", default=None)
+
+    def started(**kwargs) -> None:
+        seen.append((threading.current_thread().name, marker.get()))
+        marker.set("set by an earlier request")
+
+    request_started.connect(started)
+    try:
+        for _ in range(12):
+            status, _, _ = _request("GET", acme.url("contracts/"), token=acme.reviewer.token)
+            assert status == 200
+    finally:
+        request_started.disconnect(started)
+    names = {name for name, _ in seen}
+    assert len(seen) == 12 and all(name.startswith("request_") for name in names)
+    assert len(names) <= REQUEST_THREADS
+    assert {value for _, value in seen} == {None}
