@@ -152,12 +152,9 @@ class CompiledQuery:
 
     @staticmethod
     def _prepared(alias: str, value: Any) -> Any:
-        """A value as the backend receives it (UUIDs are strings where the database has
-        no uuid type), so placeholders can be found among the compiled parameters."""
-        connection = connections[alias]
-        if isinstance(value, uuid.UUID) and not connection.features.has_native_uuid_field:
-            return value.hex
-        return value
+        """A value as the backend receives it, so placeholders can be found among the
+        compiled parameters."""
+        return _db_value(alias, value)
 
 
 # --- Conditions -----------------------------------------------------------------------
@@ -227,8 +224,8 @@ class CompiledFilter:
 
 
 def _db_value(alias: str, value: Any) -> Any:
-    """A value as the backend receives it in a filter: UUIDs and datetimes, where the
-    database has no type of its own for them, as strings."""
+    """A value as the backend receives it in a filter: UUIDs and datetimes as strings
+    where the database has no type of its own for them (SQLite)."""
     connection = connections[alias]
     if isinstance(value, uuid.UUID) and not connection.features.has_native_uuid_field:
         return value.hex
